@@ -1,0 +1,309 @@
+"""Run configuration: one YAML file -> a validated :class:`RunConfig`.
+
+Unknown keys and bad values are refused with a message naming the key, the value and what is
+allowed. Method and metric settings are checked against the registries, so a typo in
+``n_steps`` fails before any compute starts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from attribution.engine import EngineOptions
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be used; the message lists every problem found."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- dataset ---------------------------------------------------------------------------------
+class SyntheticDataConfig(Strict):
+    """The seeded "signal + distractor" benchmark (attribution.data.synthetic)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_samples: PositiveInt = 64
+    image_size: Annotated[int, Field(ge=16, le=1024)] = 48
+    seed: int = 0
+    n_distractors: Annotated[int, Field(ge=0, le=8)] = 1
+
+
+class ImageFolderDataConfig(Strict):
+    """An ImageNet-layout folder (one sub-folder per class), optional boxes (VOC XML dir or CSV)."""
+
+    kind: Literal["image_folder"] = "image_folder"
+    root: str
+    boxes: str | None = None
+    class_index: str | dict[str, int] | None = None
+    limit: PositiveInt | None = None
+
+
+DatasetConfig = Annotated[Union[SyntheticDataConfig, ImageFolderDataConfig], Field(discriminator="kind")]
+
+
+class PreprocessConfig(Strict):
+    """Resize (shorter side) and centre crop for files; mean/std go *inside* the model wrapper."""
+
+    resize: PositiveInt | None = 256
+    crop: PositiveInt | None = 224
+    mean: tuple[float, ...] | None = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] | None = (0.229, 0.224, 0.225)
+
+    @model_validator(mode="after")
+    def _check_norm(self) -> "PreprocessConfig":
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std):
+                raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+            if any(s <= 0 for s in self.std):
+                raise ValueError(f"std values must be > 0, got {list(self.std)}")
+        return self
+
+
+# -- model -----------------------------------------------------------------------------------
+class DemoModelConfig(Strict):
+    """The committed CNN trained on the synthetic benchmark."""
+
+    kind: Literal["demo"] = "demo"
+
+
+class TorchvisionModelConfig(Strict):
+    kind: Literal["torchvision"] = "torchvision"
+    arch: str
+    weights: str
+    num_classes: PositiveInt | None = None
+
+
+class TorchScriptModelConfig(Strict):
+    kind: Literal["torchscript"] = "torchscript"
+    path: str
+
+
+class EntrypointModelConfig(Strict):
+    kind: Literal["entrypoint"] = "entrypoint"
+    entrypoint: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    kwargs: dict[str, Any] = {}
+
+
+ModelConfig = Annotated[
+    Union[DemoModelConfig, TorchvisionModelConfig, TorchScriptModelConfig, EntrypointModelConfig],
+    Field(discriminator="kind"),
+]
+
+
+# -- methods and metrics ---------------------------------------------------------------------
+_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def store_key(name: str) -> str:
+    """A store-safe array name for a method spec: ``smoothgrad(guided_ig)`` -> ``smoothgrad.guided_ig``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", ".", name).strip(".")
+
+
+class MethodConfig(Strict):
+    name: str
+    key: str | None = None
+    settings: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> "MethodConfig":
+        from attribution.methods.base import get_method
+
+        get_method(self.name, **self.settings)  # raises naming the method and the setting
+        if self.key is not None and not _KEY.match(self.key):
+            raise ValueError(f"key {self.key!r} may only use letters, digits, '_', '.' and '-'")
+        return self
+
+    @property
+    def store_key(self) -> str:
+        return self.key or store_key(self.name)
+
+
+class MetricConfig(Strict):
+    name: str
+    settings: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> "MetricConfig":
+        from attribution.metrics.base import get_metric
+
+        get_metric(self.name, **self.settings)
+        return self
+
+
+# -- store, report, compute ------------------------------------------------------------------
+class StoreConfig(Strict):
+    uri: str
+    shard_size: PositiveInt = 64
+    map_dtype: Literal["float32", "float16"] = "float32"
+    channel_reduction: Literal["sum", "abs_sum", "sum_abs"] = "sum"
+    storage_options: dict[str, Any] = {}
+
+
+class ReportConfig(Strict):
+    path: str | None = None  # default: report.html beside the store
+    n_overlays: Annotated[int, Field(ge=0, le=64)] = 6
+
+
+class ComputeConfig(Strict):
+    ray_address: str | None = None
+    n_actors: PositiveInt | None = None  # default: one per GPU, else min(2, CPUs)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpus_per_actor: Annotated[float, Field(gt=0, le=8)] = 1.0
+    cpus_per_actor: PositiveInt = 1
+    batch_size: PositiveInt | None = None
+    memory_budget_mb: Annotated[float, Field(gt=0)] | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    channels_last: bool = False
+    object_store_mb: Annotated[int, Field(ge=64)] = 256
+
+    def engine_options(self, device: str) -> EngineOptions:
+        return EngineOptions(
+            batch_size=self.batch_size,
+            memory_budget_mb=self.memory_budget_mb,
+            precision=self.precision,
+            compile=self.compile,
+            channels_last=self.channels_last,
+            device=device,
+        )
+
+
+class RunConfig(Strict):
+    """Everything one run needs. ``target``: ``predicted``, ``label`` or a class index."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "run"
+    seed: int = 0
+    dataset: DatasetConfig
+    preprocess: PreprocessConfig = PreprocessConfig()
+    model: ModelConfig
+    target: Literal["predicted", "label"] | Annotated[int, Field(ge=0)] = "predicted"
+    methods: Annotated[list[MethodConfig], Field(min_length=1)]
+    metrics: list[MetricConfig] = []
+    store: StoreConfig
+    report: ReportConfig = ReportConfig()
+    compute: ComputeConfig = ComputeConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_keys(cls, methods: list[MethodConfig]) -> list[MethodConfig]:
+        keys = [m.store_key for m in methods]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"two methods share the store key(s) {dup}: give one of them a distinct 'key'")
+        return methods
+
+    @property
+    def report_path(self) -> str:
+        if self.report.path:
+            return self.report.path
+        return str(Path(self.store.uri).parent / "report.html") if "://" not in self.store.uri else "report.html"
+
+    def method(self, key: str) -> MethodConfig:
+        return next(m for m in self.methods if m.store_key == key)
+
+
+# -- loading and error messages --------------------------------------------------------------
+def parse_config(data: Any, source: str = "config") -> RunConfig:
+    """Validate a mapping into a :class:`RunConfig`; raise :class:`ConfigError` listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"{source}: {len(lines)} problem(s)\n" + "\n".join(f"  - {line}" for line in lines)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def _describe(err: dict) -> str:
+    loc = [p for p in err["loc"]]
+    where = _format_loc(loc)
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return f"unknown key {loc[-1]!r} at {_format_loc(loc[:-1]) or 'top level'}; allowed keys: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing"
+    if err["type"] == "union_tag_invalid":
+        return f"{where}: {err['msg']}"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {msg}{shown}"
+
+
+def _format_loc(loc: list) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _allowed_keys(loc: list) -> list[str]:
+    """Field names of the model found at ``loc`` (following discriminated-union tags)."""
+    model: Any = RunConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part in fields:
+            model = _inner_model(fields[part].annotation)
+        else:  # a union tag such as 'synthetic'
+            model = _variant(model, part)
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found if not _is_union_of_models(annotation) else annotation
+    return None
+
+
+def _is_union_of_models(annotation: Any) -> bool:
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return len(args) > 1
+
+
+def _variant(union: Any, tag: str) -> Any:
+    import typing
+
+    def models(a: Any) -> list:
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return [a]
+        return [m for arg in typing.get_args(a) for m in models(arg)]
+
+    for m in models(union):
+        kind = m.model_fields.get("kind")
+        if kind is not None and kind.default == tag:
+            return m
+    return None

@@ -1,0 +1,65 @@
+"""What every dataset adapter yields: one :class:`Sample` per index, with a stable id.
+
+Images are float32 ``(C, H, W)`` in pixel space [0, 1] after the configured preprocessing;
+normalisation is *not* applied here (it lives inside the model wrapper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+class SampleError(ValueError):
+    """A sample that cannot be used (unreadable file, wrong shape, non-finite values...).
+
+    The message names the sample; the pipeline quarantines the sample in ``/failures`` and goes on.
+    """
+
+    def __init__(self, sample_id: str, message: str) -> None:
+        super().__init__(f"sample {sample_id!r}: {message}")
+        self.sample_id = sample_id
+        self.reason = message
+
+
+@dataclass
+class Sample:
+    """One preprocessed sample.
+
+    ``boxes`` is ``(K, 4)`` float32 ``x0, y0, x1, y1`` in the preprocessed image's pixel
+    coordinates (``None`` when the dataset has none); ``masks`` maps a name ("signal",
+    "distractor", "object") to a ``(H, W)`` bool array; ``counterfactual`` is the exact image
+    without its signal, ``(C, H, W)``, when the dataset knows it.
+    """
+
+    id: str
+    image: np.ndarray
+    label: int = -1
+    boxes: np.ndarray | None = None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    counterfactual: np.ndarray | None = None
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """Random-access dataset: ``len``, stable ids, and ``load(i) -> Sample``.
+
+    ``load`` must be deterministic and independent of the order in which indices are loaded,
+    so that any worker can load any shard. It raises :class:`SampleError` for a bad sample.
+    """
+
+    image_shape: tuple[int, int, int]
+    class_names: list[str]
+    mask_names: tuple[str, ...]
+    has_boxes: bool
+    has_counterfactual: bool
+
+    def __len__(self) -> int: ...
+
+    def sample_id(self, index: int) -> str: ...
+
+    def label(self, index: int) -> int: ...
+
+    def load(self, index: int) -> Sample: ...

@@ -1,0 +1,237 @@
+"""The gradient engine: the one place where the model runs.
+
+Every path method reduces to "the gradient of the explained output at many points". The engine
+evaluates those points in chunks across images *and* path steps, sized from a memory budget
+(measured from the tensors autograd actually saves for one point, not guessed), with optional
+bf16 autocast, channels-last and ``torch.compile``. Methods build points and combine gradients;
+they never call the model themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+OUTPUTS = ("logit", "prob")
+PRECISIONS = ("fp32", "bf16")
+
+PointsFn = Callable[[torch.Tensor], torch.Tensor]
+ConsumeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs the model.
+
+    ``batch_size``: most points per forward/backward (``None``: as many as the memory budget
+    allows); ``memory_budget_mb``: bound on the memory autograd may hold per chunk (``None``:
+    60 % of free device memory on CUDA, 2 GiB on CPU); ``precision``: ``fp32`` or ``bf16``
+    (autocast for the model; gradients and accumulators stay fp32).
+    """
+
+    batch_size: int | None = None
+    memory_budget_mb: float | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    channels_last: bool = False
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
+            raise ValueError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
+
+
+def _select(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
+    """``(M, classes), (M,) -> (M,)``: the explained scalar per point. A 1-D model output is the scalar itself."""
+    if logits.ndim == 1:
+        return logits
+    if output == "prob":
+        logits = torch.softmax(logits, dim=1)
+    return logits.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+@dataclass
+class GradientEngine:
+    """Evaluate ``d f_target / d x`` at many points, chunked under a memory budget.
+
+    ``model`` maps ``(M, ...) -> (M, classes)`` (or ``(M,)`` for a scalar function).
+    """
+
+    model: Callable[[torch.Tensor], torch.Tensor]
+    options: EngineOptions = field(default_factory=EngineOptions)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.options.device) if self.options.device else _model_device(self.model)
+        self._run = self.model
+        if isinstance(self.model, torch.nn.Module):
+            self.model.to(self.device)
+            if self.options.channels_last:
+                self.model.to(memory_format=torch.channels_last)
+        if self.options.compile:
+            self._run = torch.compile(self.model)
+        self._bytes_per_point: dict[tuple, int] = {}
+
+    # -- chunking -------------------------------------------------------------------------
+    def budget_bytes(self) -> int:
+        if self.options.memory_budget_mb is not None:
+            return int(self.options.memory_budget_mb * 2**20)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(0.6 * free)
+        return 2 * 2**30
+
+    def chunk_size(self, example: torch.Tensor, output: str = "logit") -> int:
+        """Points per chunk for points shaped like ``example`` ``(...)`` (one point, no batch axis)."""
+        key = (tuple(example.shape), example.dtype, output)
+        if key not in self._bytes_per_point:
+            self._bytes_per_point[key] = self._measure_point_bytes(example, output)
+        per_point = self._bytes_per_point[key]
+        size = max(1, self.budget_bytes() // max(per_point, 1))
+        if self.options.batch_size is not None:
+            size = min(size, self.options.batch_size)
+        return int(size)
+
+    def _measure_point_bytes(self, example: torch.Tensor, output: str) -> int:
+        """Bytes autograd saves for one point (summed over saved tensors), doubled for the backward's transients."""
+        saved = 0
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal saved
+            saved += t.numel() * t.element_size()
+            return t
+
+        x = example.unsqueeze(0).to(self.device).detach().requires_grad_(True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), self._autocast():
+            out = self.model(self._layout(x))
+        del out
+        return 2 * (saved + 2 * x.numel() * x.element_size()) + 1
+
+    # -- running the model ----------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.options.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self.options.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            out = self._run(self._layout(x))
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+    def _pad(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """Pad a short last chunk so a compiled model sees one static shape."""
+        if not self.options.compile or x.shape[0] == size:
+            return x
+        return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, ...) -> (N, classes)`` (or ``(N,)``) model outputs, no gradients, chunked."""
+        x = x.to(self.device)
+        if x.shape[0] == 0:
+            raise ValueError("the engine got an empty batch")
+        size = self.chunk_size(x[0]) * 2  # forward only: no saved tensors beyond the live ones
+        outs = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], size):
+                chunk = x[start : start + size]
+                outs.append(self._forward(self._pad(chunk, size))[: chunk.shape[0]])
+        return torch.cat(outs)
+
+    def explained(self, x: torch.Tensor, target: torch.Tensor, output: str = "logit") -> torch.Tensor:
+        """``(N, ...), (N,) -> (N,)``: the explained scalar (target logit or probability) per input."""
+        return _select(self.logits(x), target.to(self.device), output)
+
+    def for_each_gradient(
+        self,
+        n_points: int,
+        points: PointsFn,
+        target: torch.Tensor,
+        consume: ConsumeFn,
+        output: str = "logit",
+    ) -> None:
+        """Evaluate gradients at ``n_points`` points, chunk by chunk, without ever holding them all.
+
+        ``points(idx (m,)) -> (m, ...)`` builds the points with flat indices ``idx``;
+        ``target`` ``(n_points,)`` class per point; ``consume(idx, grads (m, ...), values (m,))``
+        receives each chunk in ascending index order (so accumulation order, and thus the result,
+        does not depend on the chunk size).
+        """
+        if output not in OUTPUTS:
+            raise ValueError(f"output={output!r} is not allowed; choose one of {', '.join(OUTPUTS)}")
+        if n_points == 0:
+            return
+        target = target.to(self.device)
+        first = points(torch.arange(1, device=self.device))
+        size = self.chunk_size(first[0], output)
+        start = 0
+        while start < n_points:
+            idx = torch.arange(start, min(start + size, n_points), device=self.device)
+            try:
+                grads, values = self._gradient_chunk(points(idx), target[idx], output, size)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)  # the budget was too generous for this device: back off
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            consume(idx, grads, values)
+            start += idx.numel()
+
+    def gradients(
+        self, x: torch.Tensor, target: torch.Tensor, output: str = "logit"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(M, ...), (M,) -> (grads (M, ...), values (M,))`` for a batch of points held in memory."""
+        x = x.to(self.device)
+        grads = torch.empty_like(x, dtype=_accum_dtype(x.dtype))
+        values = torch.empty(x.shape[0], dtype=grads.dtype, device=self.device)
+
+        def keep(idx: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> None:
+            grads[idx] = g.to(grads.dtype)
+            values[idx] = v.to(values.dtype)
+
+        self.for_each_gradient(x.shape[0], lambda idx: x[idx], target, keep, output)
+        return grads, values
+
+    def _gradient_chunk(
+        self, pts: torch.Tensor, target: torch.Tensor, output: str, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        m = pts.shape[0]
+        pts = self._pad(pts.detach(), size).requires_grad_(True)
+        with torch.enable_grad():
+            values = _select(self._forward(pts), self._pad(target, size), output)
+            (grads,) = torch.autograd.grad(values[:m].sum(), pts)
+        return grads[:m].to(_accum_dtype(pts.dtype)), values[:m].detach()
+
+
+def _accum_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulate in fp32 at least (fp64 inputs stay fp64)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _model_device(model: Any) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for t in list(model.parameters()) + list(model.buffers()):
+            return t.device
+    return torch.device("cpu")
+
+
+def as_engine(model: Any) -> GradientEngine:
+    """Wrap a module or callable in a default engine (an engine is returned as it is)."""
+    return model if isinstance(model, GradientEngine) else GradientEngine(model)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+

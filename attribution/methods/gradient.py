@@ -1,0 +1,30 @@
+"""Plain gradient (saliency) map: ``d f_target / d x`` (Simonyan et al. 2014)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from attribution.engine import GradientEngine
+from attribution.methods.base import Attribution, Method, check_output, register_method
+
+
+@register_method("gradient")
+class Gradient(Method):
+    """``(N, ...) -> (N, ...)``: the gradient of the explained output at the input.
+
+    References: Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks", ICLR-W 2014.
+    """
+
+    @dataclass(frozen=True)
+    class Settings:
+        output: str = "logit"
+
+        def __post_init__(self) -> None:
+            check_output(self.output)
+
+    def _explain(self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any) -> Attribution:
+        grads, _ = engine.gradients(x, target, self.settings.output)
+        return Attribution(maps=grads)

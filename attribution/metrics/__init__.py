@@ -1,0 +1,5 @@
+"""Evaluation metrics: one module per metric family, each registered by ``@register_metric``."""
+
+from attribution.metrics.base import METRICS, Metric, MetricBatch, Output, get_metric, list_metrics, register_metric
+
+__all__ = ["METRICS", "Metric", "MetricBatch", "Output", "get_metric", "list_metrics", "register_metric"]

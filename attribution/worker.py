@@ -1,0 +1,256 @@
+"""The shard worker: loads the dataset and model once, then explains or scores whole shards.
+
+A plain class with no idea that it may run inside a Ray actor (tasks/ wraps it). It owns each
+shard it is handed: it writes that shard's chunks and then the shard's done flag.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from attribution.builders import build_dataset, build_model
+from attribution.config import RunConfig
+from attribution.data.base import Sample, SampleError
+from attribution.engine import GradientEngine
+from attribution.methods.base import Method, get_method
+from attribution.metrics.base import MetricBatch, get_metric
+from attribution.reduce import reduce_channels
+from attribution.store import RunStore, Shard
+
+
+@dataclass
+class LoadedShard:
+    """The usable samples of a shard: ``rows`` are positions within the shard."""
+
+    shard: Shard
+    rows: np.ndarray
+    samples: list[Sample]
+    failures: list[dict]
+
+    @property
+    def images(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack([s.image for s in self.samples]))
+
+
+class ShardWorker:
+    """Explain and evaluate shards of one run. ``config`` is a :class:`RunConfig` (or its dict)."""
+
+    def __init__(self, config: RunConfig | dict, store_uri: str, device: str = "cpu") -> None:
+        self.config = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
+        self.device = device
+        self.dataset = build_dataset(self.config)
+        self.model = build_model(self.config).to(device)
+        self.engine = GradientEngine(self.model, self.config.compute.engine_options(device))
+        self.store = RunStore.open(store_uri, self.config.store.storage_options)
+        self._shards = {s.index: s for s in self.store.shards()}
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self, shard: Shard, stage: str) -> LoadedShard:
+        """Load a shard's samples; a bad sample becomes a failure record, never a crash."""
+        rows, samples, failures = [], [], []
+        expected = tuple(self.store.image_shape)
+        for row, index in enumerate(range(shard.start, shard.stop)):
+            try:
+                sample = self.dataset.load(index)
+                image = np.asarray(sample.image, dtype=np.float32)
+                if image.shape != expected:
+                    raise SampleError(sample.id, f"image has shape {image.shape}, the run expects {expected}")
+                if not np.isfinite(image).all():
+                    raise SampleError(sample.id, "image has non-finite values (NaN or inf)")
+                if self.config.target == "label" and sample.label < 0:
+                    raise SampleError(sample.id, "target 'label' was asked for but the sample has no label")
+                sample.image = image
+            except Exception as exc:  # noqa: BLE001 - quarantined, with the reason
+                failures.append(_failure(self.dataset.sample_id(index), index, stage, "*", exc))
+                continue
+            rows.append(row)
+            samples.append(sample)
+        return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures)
+
+    # -- attribute ---------------------------------------------------------------------------
+    def attribute_shard(self, shard_index: int, method_keys: list[str]) -> dict[str, Any]:
+        """Compute, write and mark done every method in ``method_keys`` for one shard."""
+        shard = self._shards[shard_index]
+        loaded = self.load(shard, "attribute")
+        x = loaded.images.to(self.device) if loaded.samples else None
+        targets = self._write_sample_meta(loaded, x)
+        n_failed = 0
+        for key in method_keys:
+            spec = self.config.method(key)
+            method = get_method(spec.name, **spec.settings)
+            maps = np.full((shard.size, *self.store.image_shape[1:]), np.nan, dtype=np.float32)
+            diag: dict[str, np.ndarray] = {}
+            failures = [dict(f, method=key) for f in loaded.failures]
+            if x is not None:
+                started = time.perf_counter()
+                rows_ok, result, errors = self._explain(method, x, targets, loaded)
+                seconds = (time.perf_counter() - started) / max(len(loaded.rows), 1)
+                if result is not None:
+                    reduced = reduce_channels(result.maps, self.config.store.channel_reduction)
+                    maps[loaded.rows[rows_ok]] = reduced.cpu().numpy()
+                    for name, values in result.diagnostics.items():
+                        diag.setdefault(name, np.full(shard.size, np.nan, np.float32))[loaded.rows[rows_ok]] = (
+                            values.float().cpu().numpy()
+                        )
+                    diag["seconds"] = np.full(shard.size, np.nan, np.float32)
+                    diag["seconds"][loaded.rows[rows_ok]] = seconds
+                failures += [dict(e, method=key) for e in errors]
+            arr = self.store.map_array(key, self.config.store.map_dtype, attrs=_map_attrs(self.config, key, method))
+            arr[shard.start : shard.stop] = maps.astype(self.config.store.map_dtype)
+            for name, values in diag.items():
+                self.store.diagnostics_array(key, name)[shard.start : shard.stop] = values
+            self.store.record_failures("attribute", key, shard, failures)
+            self.store.mark_done(f"done/{key}", shard)  # only after the data above is durable
+            n_failed = max(n_failed, len(failures))
+        return {"shard": shard_index, "methods": list(method_keys), "samples": shard.size, "failed": n_failed}
+
+    def _explain(
+        self, method: Method, x: torch.Tensor, targets: torch.Tensor, loaded: LoadedShard
+    ) -> tuple[np.ndarray, Any, list[dict]]:
+        """Explain the whole batch; if it fails, isolate the failing samples one by one."""
+        try:
+            return np.arange(len(loaded.samples)), method.explain(self.engine, x, targets), []
+        except Exception:  # noqa: BLE001 - retried per sample below to find the culprit
+            pass
+        ok, results, errors = [], [], []
+        for i, sample in enumerate(loaded.samples):
+            try:
+                results.append(method.explain(self.engine, x[i : i + 1], targets[i : i + 1]))
+                ok.append(i)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(_failure(sample.id, loaded.shard.start + int(loaded.rows[i]), "attribute", method.name, exc))
+        if not ok:
+            return np.asarray(ok, dtype=np.int64), None, errors
+        merged = results[0]
+        merged.maps = torch.cat([r.maps for r in results])
+        merged.diagnostics = {k: torch.cat([r.diagnostics[k] for r in results]) for k in merged.diagnostics}
+        return np.asarray(ok, dtype=np.int64), merged, errors
+
+    def _write_sample_meta(self, loaded: LoadedShard, x: torch.Tensor | None) -> torch.Tensor:
+        """Predicted class, probability, target, masks and boxes for the shard's samples."""
+        shard, n = loaded.shard, loaded.shard.size
+        predicted = np.full(n, -1, np.int64)
+        probability = np.full(n, np.nan, np.float32)
+        target = np.full(n, -1, np.int64)
+        targets = torch.zeros(0, dtype=torch.long)
+        if x is not None:
+            probs = torch.softmax(self.engine.logits(x).float(), dim=1)
+            pred = probs.argmax(1)
+            labels = torch.tensor([s.label for s in loaded.samples], device=pred.device)
+            targets = resolve_run_target(self.config.target, pred, labels, probs.shape[1])
+            predicted[loaded.rows] = pred.cpu().numpy()
+            target[loaded.rows] = targets.cpu().numpy()
+            probability[loaded.rows] = probs.gather(1, targets.view(-1, 1)).squeeze(1).cpu().numpy()
+        s = self.store.group["samples"]
+        for name, values in (("predicted", predicted), ("probability", probability), ("target", target)):
+            s[name][shard.start : shard.stop] = values
+        if "masks" in s:
+            for name in s["masks"].array_keys():
+                masks = np.zeros((n, *self.store.image_shape[1:]), bool)
+                for row, sample in zip(loaded.rows, loaded.samples):
+                    masks[row] = sample.masks[name]
+                s["masks"][name][shard.start : shard.stop] = masks
+        if "boxes" in s:
+            boxes = np.full(s["boxes"].shape[1:], np.nan, np.float32)
+            boxes = np.repeat(boxes[None], n, axis=0)
+            for row, sample in zip(loaded.rows, loaded.samples):
+                if sample.boxes is not None and len(sample.boxes):
+                    k = min(len(sample.boxes), boxes.shape[1])
+                    boxes[row, :k] = sample.boxes[:k]
+            s["boxes"][shard.start : shard.stop] = boxes
+        return targets
+
+    # -- evaluate ----------------------------------------------------------------------------
+    def evaluate_shard(self, shard_index: int, metric_index: int, method_keys: list[str]) -> dict[str, Any]:
+        """Score the stored maps of ``method_keys`` on one shard with one configured metric."""
+        shard = self._shards[shard_index]
+        spec = self.config.metrics[metric_index]
+        metric = get_metric(spec.name, **spec.settings)
+        loaded = self.load(shard, "evaluate")
+        outputs = metric.outputs(self.store.image_shape)
+        s = self.store.group["samples"]
+        targets_all = s["target"][shard.start : shard.stop]
+        for key in method_keys:
+            result = {name: np.full((shard.size, *o.shape), np.nan, np.float32) for name, o in outputs.items()}
+            failures = [dict(f, method=key, stage="evaluate") for f in loaded.failures]
+            maps_all = self.store.group[f"maps/{key}"][shard.start : shard.stop]
+            rows = [r for r in loaded.rows if np.isfinite(maps_all[r]).all() and targets_all[r] >= 0]
+            if rows:
+                pos = [int(np.where(loaded.rows == r)[0][0]) for r in rows]
+                batch = self._metric_batch(loaded, pos, np.asarray(rows), maps_all, targets_all)
+                try:
+                    scores = metric.score(batch)
+                    for name, values in scores.items():
+                        result[name][rows] = values
+                except Exception as exc:  # noqa: BLE001 - recorded for every sample of the batch
+                    failures += [
+                        _failure(loaded.samples[p].id, shard.start + int(r), "evaluate", key, exc) for p, r in zip(pos, rows)
+                    ]
+            for name, o in outputs.items():
+                attrs = {"metric": spec.name, "settings": dict(metric.settings.__dict__), "higher_is_better": o.higher_is_better,
+                         "description": o.description}
+                self.store.scores_array(spec.name, key, name, o.shape, attrs)[shard.start : shard.stop] = result[name]
+            self.store.record_failures(f"evaluate.{spec.name}", key, shard, failures)
+            self.store.mark_done(f"scores/{spec.name}/{key}/done", shard)
+        return {"shard": shard_index, "metric": spec.name, "methods": list(method_keys)}
+
+    def _metric_batch(
+        self, loaded: LoadedShard, pos: list[int], rows: np.ndarray, maps: np.ndarray, targets: np.ndarray
+    ) -> MetricBatch:
+        samples = [loaded.samples[p] for p in pos]
+        dev = self.device
+        cf = None
+        if all(s.counterfactual is not None for s in samples):
+            cf = torch.from_numpy(np.stack([s.counterfactual for s in samples]).astype(np.float32)).to(dev)
+        masks = {
+            name: torch.from_numpy(np.stack([s.masks[name] for s in samples])).to(dev)
+            for name in (samples[0].masks if samples else {})
+        }
+        return MetricBatch(
+            images=torch.from_numpy(np.stack([s.image for s in samples])).to(dev),
+            maps=torch.from_numpy(np.asarray(maps[rows], dtype=np.float32)).to(dev),
+            targets=torch.from_numpy(targets[rows]).to(dev),
+            indices=loaded.shard.start + rows,
+            predict=lambda z: torch.softmax(self.engine.logits(z).float(), dim=1),
+            counterfactuals=cf,
+            masks=masks,
+        )
+
+
+def resolve_run_target(spec: str | int, predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``(n,)`` class to explain per sample: ``predicted``, ``label`` or a fixed class index."""
+    if spec == "predicted":
+        return predicted
+    chosen = labels if spec == "label" else torch.full_like(predicted, int(spec))
+    bad = chosen[(chosen < 0) | (chosen >= n_classes)]
+    if bad.numel():
+        raise ValueError(f"target class {int(bad[0])} is outside the model's {n_classes} classes (config 'target': {spec!r})")
+    return chosen
+
+
+def _failure(sample_id: str, index: int, stage: str, method: str, exc: BaseException) -> dict:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return {
+        "sample_id": sample_id,
+        "sample_index": int(index),
+        "stage": stage,
+        "method": method,
+        "error": f"{type(exc).__name__}: {exc}{where}",
+    }
+
+
+def _map_attrs(config: RunConfig, key: str, method: Method) -> dict[str, Any]:
+    return {
+        "method": method.describe(),
+        "key": key,
+        "channel_reduction": config.store.channel_reduction,
+        "target": config.target,
+        "precision": config.compute.precision,
+    }

@@ -1,0 +1,1 @@
+"""Prefect flows (the pipeline, one flow per stage) and the ``pathatlas`` command line."""

@@ -1,0 +1,1 @@
+"""Prefect tasks and Ray plumbing: thin wrappers that pass URIs and small manifests."""

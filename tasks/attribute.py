@@ -1,0 +1,42 @@
+"""Attribute stage: fan the pending (shard, methods) jobs out over a Ray actor pool."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from attribution.config import RunConfig
+from attribution.store import RunStore
+from tasks.ray_pool import progress, run_pool
+
+
+def pending_attribution(cfg: RunConfig, store: RunStore) -> list[tuple[int, list[str]]]:
+    """``[(shard index, [method keys not done for it])]``, skipping shards already complete."""
+    keys = [m.store_key for m in cfg.methods]
+    done = {k: store.done_shards(f"done/{k}") for k in keys}
+    jobs = []
+    for shard in store.shards():
+        todo = [k for k in keys if not done[k][shard.index]]
+        if todo:
+            jobs.append((shard.index, todo))
+    return jobs
+
+
+@task(name="attribute-shards", cache_policy=NO_CACHE)
+def attribute_dataset(config: dict, store_uri: str, show_progress: bool = True) -> dict:
+    """Compute every pending map; return ``{"jobs": n, "skipped_shards": m, "failed_samples": k}``."""
+    cfg = RunConfig.model_validate(config)
+    store = RunStore.open(store_uri, cfg.store.storage_options)
+    jobs = pending_attribution(cfg, store)
+    logger = get_run_logger()
+    logger.info("attribute: %d shard job(s) pending of %d shards", len(jobs), store.n_shards)
+    advance, close = progress(len(jobs), "attribute") if show_progress and jobs else (None, lambda: None)
+    try:
+        results = run_pool(config, store_uri, cfg.compute, "attribute_shard", jobs, advance)
+    finally:
+        close()
+    return {
+        "jobs": len(results),
+        "skipped_shards": store.n_shards - len(jobs),
+        "failed_samples": sum(r["failed"] for r in results),
+    }

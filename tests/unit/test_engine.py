@@ -1,0 +1,76 @@
+"""The gradient engine: chunking never changes results, memory budget drives the chunk size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attribution import EngineOptions, GradientEngine, get_method
+
+
+def test_chunk_size_follows_the_memory_budget(tiny_cnn, images):
+    small = GradientEngine(tiny_cnn, EngineOptions(memory_budget_mb=0.5))
+    large = GradientEngine(tiny_cnn, EngineOptions(memory_budget_mb=50))
+    a, b = small.chunk_size(images[0]), large.chunk_size(images[0])
+    assert 1 <= a < b
+    assert b == pytest.approx(a * 100, rel=0.2)  # floor() of budget / bytes-per-point
+    capped = GradientEngine(tiny_cnn, EngineOptions(memory_budget_mb=50, batch_size=7))
+    assert capped.chunk_size(images[0]) == 7
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 17, 1000])
+def test_any_chunk_size_gives_the_same_maps(tiny_cnn, images, batch_size):
+    method = get_method("integrated_gradients", n_steps=16, quadrature="riemann_middle")
+    ref = method.attribute(GradientEngine(tiny_cnn, EngineOptions(batch_size=10_000)), images, target=1)
+    got = method.attribute(GradientEngine(tiny_cnn, EngineOptions(batch_size=batch_size)), images, target=1)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_consume_sees_every_point_once_in_order(tiny_cnn, images):
+    engine = GradientEngine(tiny_cnn, EngineOptions(batch_size=4))
+    seen = []
+    engine.for_each_gradient(11, lambda idx: images[idx % 5], torch.zeros(11, dtype=torch.long),
+                             lambda idx, g, v: seen.extend(idx.tolist()))
+    assert seen == list(range(11))
+
+
+def test_gradients_match_autograd(tiny_cnn, images):
+    engine = GradientEngine(tiny_cnn, EngineOptions(batch_size=2))
+    target = torch.tensor([0, 1, 2, 3, 0])
+    grads, values = engine.gradients(images, target)
+    x = images.clone().requires_grad_(True)
+    out = tiny_cnn(x).gather(1, target.view(-1, 1)).sum()
+    (expected,) = torch.autograd.grad(out, x)
+    torch.testing.assert_close(grads, expected)
+    torch.testing.assert_close(values, tiny_cnn(images).gather(1, target.view(-1, 1)).squeeze(1))
+
+
+def test_bf16_autocast_keeps_fp32_maps_close(tiny_cnn, images):
+    method = get_method("integrated_gradients", n_steps=16)
+    ref = method.explain(GradientEngine(tiny_cnn), images)
+    low = method.explain(GradientEngine(tiny_cnn, EngineOptions(precision="bf16")), images)
+    assert low.maps.dtype == torch.float32
+    # bf16 has an 8-bit mantissa: compare the maps as a whole, not pixel by pixel.
+    assert (low.maps - ref.maps).norm() < 0.05 * ref.maps.norm()
+
+
+def test_compiled_padding_keeps_static_shapes(tiny_cnn, images):
+    # With compile on, short chunks are padded to the chunk size; the padding must not leak.
+    engine = GradientEngine(tiny_cnn, EngineOptions(batch_size=3))
+    engine.options = EngineOptions(batch_size=3, compile=True)  # padding path without paying for inductor
+    target = torch.zeros(5, dtype=torch.long)
+    grads, values = engine.gradients(images, target)
+    ref_g, ref_v = GradientEngine(tiny_cnn, EngineOptions(batch_size=3)).gradients(images, target)
+    torch.testing.assert_close(grads, ref_g)
+    torch.testing.assert_close(values, ref_v)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        EngineOptions(precision="fp16")
+    with pytest.raises(ValueError, match="batch_size"):
+        EngineOptions(batch_size=0)
+    engine = GradientEngine(lambda x: x.sum(1))
+    with pytest.raises(ValueError, match="output='probability'"):
+        engine.for_each_gradient(1, lambda i: torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
+                                 lambda *a: None, output="probability")
