@@ -1,0 +1,102 @@
+"""The whole pipeline on 16 synthetic images: real Prefect flow runs, real local Ray, real Zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from attribution.config import parse_config
+from attribution.store import RunStore
+from attribution.worker import ShardWorker
+from tests.flows.conftest import small_config
+
+pytestmark = [pytest.mark.flow, pytest.mark.ray]
+
+
+def _chunk_mtimes(store_path: Path, key: str) -> dict[str, int]:
+    root = store_path / "maps" / key / "c"
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
+    from flows.explain import explain
+
+    result = explain(config, show_progress=False)
+    assert result["attribute"] == {"jobs": 4, "skipped_shards": 0, "failed_samples": 0}
+
+    g = zarr.open_group(config["store"]["uri"], mode="r")  # plain zarr reads it
+    for key in ("gradient", "ig"):
+        assert g[f"done/{key}"][:].tolist() == [1, 1, 1, 1]
+        maps = g[f"maps/{key}"][:]
+        assert maps.shape == (16, 48, 48) and np.isfinite(maps).all()
+        assert g[f"maps/{key}"].attrs["method"]["method"] in ("gradient", "integrated_gradients")
+    rel = g["diagnostics/ig/relative_residual"][:]
+    assert np.isfinite(rel).all() and np.median(rel) < 0.05
+    assert (g["samples/target"][:] >= 0).all() and np.isfinite(g["samples/probability"][:]).all()
+    meta = g.attrs["pathatlas"]
+    assert meta["config"]["name"] == "flowtest" and len(meta["model_hash"]) == 64 and "torch" in meta["versions"]
+    morf = g["scores/degradation/ig/morf"][:]
+    assert morf.shape == (16, 37) and np.isfinite(morf).all()
+    assert g["scores/degradation/ig/done"][:].tolist() == [1, 1, 1, 1]
+
+    html = Path(result["report"]).read_text()
+    assert "ig" in html and "gradient" in html and "data:image/png;base64," in html
+
+    # A second run finds everything done and computes nothing.
+    again = explain(config, show_progress=False)
+    assert again["attribute"] == {"jobs": 0, "skipped_shards": 4, "failed_samples": 0}
+    assert again["evaluate"]["jobs"] == 0
+
+
+def test_resume_computes_only_missing_shards(prefect_harness, ray_local, tmp_path):
+    from flows.explain import attribute, plan
+
+    cfg = small_config(tmp_path)
+    store_path = Path(cfg["store"]["uri"])
+    plan(cfg)
+    # A run that died after two shards: their maps and flags are in the store, the rest is not.
+    worker = ShardWorker(parse_config(cfg), str(store_path))
+    for shard in (0, 2):
+        worker.attribute_shard(shard, ["gradient", "ig"])
+    before = _chunk_mtimes(store_path, "ig")
+    partial = zarr.open_group(str(store_path), mode="r")["maps/ig"][:]
+
+    result = attribute(cfg, show_progress=False)
+    assert result == {"jobs": 2, "skipped_shards": 2, "failed_samples": 0}
+    after = _chunk_mtimes(store_path, "ig")
+    assert all(after[k] == v for k, v in before.items()), "a finished shard was written again"
+    resumed = zarr.open_group(str(store_path), mode="r")["maps/ig"][:]
+    np.testing.assert_array_equal(resumed[:4], partial[:4])
+    np.testing.assert_array_equal(resumed[8:12], partial[8:12])
+
+    # Same maps as an uninterrupted run.
+    fresh_cfg = small_config(tmp_path / "fresh")
+    attribute(fresh_cfg, show_progress=False)
+    fresh = zarr.open_group(fresh_cfg["store"]["uri"], mode="r")["maps/ig"][:]
+    np.testing.assert_allclose(resumed, fresh, rtol=1e-5, atol=1e-6)
+    assert RunStore.open(str(store_path)).status()["ig"] == {"done": 16, "failed": 0, "pending": 0}
+
+
+def test_gpu_request_without_gpu_fails_fast(ray_local):
+    from tasks.ray_pool import ComputeError, plan_pool
+
+    compute = parse_config(small_config(Path("/tmp"), compute={"device": "cuda"})).compute
+    if ray_local.cluster_resources().get("GPU", 0):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ComputeError, match="compute.device is 'cuda' but the Ray cluster has no GPU"):
+        plan_pool(compute, n_jobs=4)
+    cpu = plan_pool(parse_config(small_config(Path("/tmp"))).compute, n_jobs=4)
+    assert cpu.device == "cpu" and cpu.options["num_gpus"] == 0
+    assert cpu.options["runtime_env"]["env_vars"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_the_store_refuses_a_different_dataset(prefect_harness, tmp_path):
+    from flows.explain import plan
+
+    plan(small_config(tmp_path))
+    with pytest.raises(ValueError, match="already holds a different plan"):
+        plan(small_config(tmp_path, n_samples=12))
+
