@@ -17,7 +17,20 @@ import numpy as np
 import zarr
 
 MAX_BOXES = 64
-DONE_STAGES = ("maps",)
+
+
+def _require_array(parent: zarr.Group, name: str, **spec: Any) -> zarr.Array:
+    """Open ``parent/name``, creating it if missing.
+
+    The driver creates a stage's arrays before its workers start; this also tolerates a second
+    creator racing on identical metadata (both write the same ``zarr.json``).
+    """
+    if name in parent:
+        return parent[name]  # type: ignore[return-value]
+    try:
+        return parent.create_array(name, **spec)
+    except zarr.errors.ContainsArrayError:
+        return parent[name]  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -114,11 +127,9 @@ class RunStore:
 
     def _per_sample(self, parent: zarr.Group, name: str, shape: tuple, dtype: str, fill: Any) -> zarr.Array:
         """A ``(N, *shape)`` array whose chunks are whole shards (one writer each)."""
-        if name in parent:
-            return parent[name]  # type: ignore[return-value]
         dims = ("sample",) + tuple(f"dim_{i}" for i in range(len(shape)))
-        return parent.create_array(
-            name, shape=(self.n_samples, *shape), dtype=dtype, chunks=(self.shard_size, *shape),
+        return _require_array(
+            parent, name, shape=(self.n_samples, *shape), dtype=dtype, chunks=(self.shard_size, *shape),
             fill_value=fill, dimension_names=dims,
         )
 
@@ -134,9 +145,7 @@ class RunStore:
         """One uint8 flag per shard, one chunk per flag (a shared flag chunk loses flags)."""
         parent_path, _, name = path.rpartition("/")
         parent = self.group.require_group(parent_path)
-        if name in parent:
-            return parent[name]  # type: ignore[return-value]
-        return parent.create_array(name, shape=(self.n_shards,), dtype="uint8", chunks=(1,), fill_value=0)
+        return _require_array(parent, name, shape=(self.n_shards,), dtype="uint8", chunks=(1,), fill_value=0)
 
     def done_shards(self, path: str) -> np.ndarray:
         """Bool ``(n_shards,)`` for a done-flag array (``done/<method>`` or ``scores/<metric>/<m>/done``)."""
@@ -149,15 +158,16 @@ class RunStore:
     def map_array(self, key: str, dtype: str = "float32", attrs: dict | None = None) -> zarr.Array:
         """``/maps/<key>``: ``(N, H, W)``, inner chunks of one sample, Zarr shards of one shard."""
         maps = self.group.require_group("maps")
-        if key not in maps:
-            _, h, w = self.image_shape
-            arr = maps.create_array(
-                key, shape=(self.n_samples, h, w), dtype=dtype, chunks=(1, h, w),
-                shards=(self.shard_size, h, w), fill_value=np.nan, dimension_names=("sample", "y", "x"),
-            )
-            arr.attrs.update(attrs or {})
+        _, h, w = self.image_shape
+        fresh = key not in maps
+        arr = _require_array(
+            maps, key, shape=(self.n_samples, h, w), dtype=dtype, chunks=(1, h, w),
+            shards=(self.shard_size, h, w), fill_value=np.nan, dimension_names=("sample", "y", "x"),
+        )
+        if fresh and attrs:
+            arr.attrs.update(attrs)
         self._done_array(f"done/{key}")
-        return maps[key]  # type: ignore[return-value]
+        return arr
 
     def write_shard(self, path: str, shard: Shard, values: np.ndarray) -> None:
         """Write one shard's rows of the per-sample array at ``path`` (the caller owns the shard)."""
@@ -169,8 +179,9 @@ class RunStore:
 
     def scores_array(self, metric: str, key: str, output: str, shape: tuple[int, ...], attrs: dict | None = None) -> zarr.Array:
         parent = self.group.require_group(f"scores/{metric}/{key}")
+        fresh = output not in parent
         arr = self._per_sample(parent, output, shape, "float32", np.nan)
-        if attrs and not dict(arr.attrs):
+        if fresh and attrs:
             arr.attrs.update(attrs)
         self._done_array(f"scores/{metric}/{key}/done")
         return arr

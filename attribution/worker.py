@@ -6,6 +6,7 @@ shard it is handed: it writes that shard's chunks and then the shard's done flag
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class ShardWorker:
                     diag["seconds"] = np.full(shard.size, np.nan, np.float32)
                     diag["seconds"][loaded.rows[rows_ok]] = seconds
                 failures += [dict(e, method=key) for e in errors]
-            arr = self.store.map_array(key, self.config.store.map_dtype, attrs=_map_attrs(self.config, key, method))
+            arr = self.store.map_array(key, self.config.store.map_dtype, attrs=map_attrs(self.config, key, method))
             arr[shard.start : shard.stop] = maps.astype(self.config.store.map_dtype)
             for name, values in diag.items():
                 self.store.diagnostics_array(key, name)[shard.start : shard.stop] = values
@@ -193,9 +194,9 @@ class ShardWorker:
                         _failure(loaded.samples[p].id, shard.start + int(r), "evaluate", key, exc) for p, r in zip(pos, rows)
                     ]
             for name, o in outputs.items():
-                attrs = {"metric": spec.name, "settings": dict(metric.settings.__dict__), "higher_is_better": o.higher_is_better,
-                         "description": o.description}
-                self.store.scores_array(spec.name, key, name, o.shape, attrs)[shard.start : shard.stop] = result[name]
+                self.store.scores_array(spec.name, key, name, o.shape, score_attrs(metric, o))[shard.start : shard.stop] = (
+                    result[name]
+                )
             self.store.record_failures(f"evaluate.{spec.name}", key, shard, failures)
             self.store.mark_done(f"scores/{spec.name}/{key}/done", shard)
         return {"shard": shard_index, "metric": spec.name, "methods": list(method_keys)}
@@ -246,7 +247,12 @@ def _failure(sample_id: str, index: int, stage: str, method: str, exc: BaseExcep
     }
 
 
-def _map_attrs(config: RunConfig, key: str, method: Method) -> dict[str, Any]:
+def score_attrs(metric: Any, output: Any) -> dict[str, Any]:
+    return {"metric": metric.name, "settings": dataclasses.asdict(metric.settings),
+            "higher_is_better": output.higher_is_better, "description": output.description}
+
+
+def map_attrs(config: RunConfig, key: str, method: Method) -> dict[str, Any]:
     return {
         "method": method.describe(),
         "key": key,

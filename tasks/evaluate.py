@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from attribution.config import RunConfig
 from attribution.metrics.base import get_metric
 from attribution.store import RunStore
+from attribution.worker import score_attrs
 from tasks.ray_pool import progress, run_pool
 
 
@@ -40,6 +41,11 @@ def evaluate_dataset(config: dict, store_uri: str, show_progress: bool = True) -
     cfg = RunConfig.model_validate(config)
     store = RunStore.open(store_uri, cfg.store.storage_options)
     jobs, skipped = pending_evaluation(cfg, store)
+    for _, mi, keys in jobs:  # the driver creates the arrays; workers only write their shards
+        metric = get_metric(cfg.metrics[mi].name, **cfg.metrics[mi].settings)
+        for key in keys:
+            for name, output in metric.outputs(store.image_shape).items():
+                store.scores_array(metric.name, key, name, output.shape, score_attrs(metric, output))
     logger = get_run_logger()
     for reason in skipped:
         logger.warning("metric skipped: %s", reason)

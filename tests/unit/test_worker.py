@@ -1,0 +1,107 @@
+"""The shard worker quarantines bad samples with the reason and never drops one silently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from attribution.config import parse_config
+from attribution.data.base import SampleError
+from attribution.store import RunStore
+from attribution.worker import ShardWorker
+
+
+def _config(tmp_path, **overrides):
+    cfg = {
+        "dataset": {"kind": "synthetic", "n_samples": 8, "seed": 3},
+        "model": {"kind": "demo"},
+        "methods": [{"name": "gradient"}, {"name": "integrated_gradients", "key": "ig", "settings": {"n_steps": 8}}],
+        "metrics": [{"name": "degradation", "settings": {"patch_size": 8}}],
+        "store": {"uri": str(tmp_path / "s.zarr"), "shard_size": 4},
+    }
+    cfg.update(overrides)
+    return parse_config(cfg)
+
+
+def _plan(cfg):
+    from attribution.builders import build_dataset
+
+    ds = build_dataset(cfg)
+    return RunStore.create(
+        cfg.store.uri, sample_ids=[ds.sample_id(i) for i in range(len(ds))], labels=[ds.label(i) for i in range(len(ds))],
+        image_shape=ds.image_shape, shard_size=cfg.store.shard_size, mask_names=ds.mask_names, has_boxes=ds.has_boxes,
+    )
+
+
+def test_bad_samples_are_quarantined_with_reason(tmp_path):
+    cfg = _config(tmp_path)
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+    good_load = worker.dataset.load
+
+    def load(index):
+        if index == 1:
+            raise SampleError(worker.dataset.sample_id(index), "cannot decode image broken.jpg")
+        sample = good_load(index)
+        if index == 2:
+            sample.image = sample.image.copy()
+            sample.image[0, 0, 0] = np.nan
+        return sample
+
+    worker.dataset.load = load
+    summary = worker.attribute_shard(0, ["gradient", "ig"])
+    assert summary["failed"] == 2
+
+    g = zarr.open_group(cfg.store.uri, mode="r")
+    maps = g["maps/ig"][:4]
+    assert np.isnan(maps[[1, 2]]).all() and np.isfinite(maps[[0, 3]]).all()
+    assert g["done/ig"][:].tolist() == [1, 0]
+    records = RunStore.open(cfg.store.uri).failures()
+    by_id = {(r["sample_index"], r["method"]): r for r in records}
+    assert set(by_id) == {(1, "gradient"), (2, "gradient"), (1, "ig"), (2, "ig")}
+    assert "cannot decode image broken.jpg" in by_id[(1, "ig")]["error"]
+    assert "non-finite" in by_id[(2, "ig")]["error"] and by_id[(2, "ig")]["stage"] == "attribute"
+    assert by_id[(1, "ig")]["sample_id"] == worker.dataset.sample_id(1)
+    assert RunStore.open(cfg.store.uri).status()["ig"] == {"done": 2, "failed": 2, "pending": 4}
+
+    # Evaluation skips the quarantined samples (NaN scores) and scores the others.
+    worker.evaluate_shard(0, 0, ["ig"])
+    morf = g["scores/degradation/ig/morf"][:4]
+    assert np.isnan(morf[[1, 2]]).all() and np.isfinite(morf[[0, 3]]).all()
+
+
+def test_a_method_failing_on_one_sample_keeps_the_others(tmp_path, monkeypatch):
+    cfg = _config(tmp_path)
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+    real = worker.engine.gradients
+
+    def flaky(x, target, output="logit"):
+        if ((x[:, 0, 0, 0] - 0.123456).abs() < 1e-7).any():  # the sample poisoned below
+            raise RuntimeError("numerical blow-up")
+        return real(x, target, output)
+
+    good_load = worker.dataset.load
+
+    def load(index):
+        sample = good_load(index)
+        if index == 6:
+            sample.image = sample.image.copy()
+            sample.image[0, 0, 0] = 0.123456
+        return sample
+
+    monkeypatch.setattr(worker.engine, "gradients", flaky)
+    worker.dataset.load = load
+    worker.attribute_shard(1, ["gradient"])
+    maps = zarr.open_group(cfg.store.uri, mode="r")["maps/gradient"][4:8]
+    assert np.isnan(maps[2]).all() and np.isfinite(maps[[0, 1, 3]]).all()
+    (record,) = RunStore.open(cfg.store.uri).failures()
+    assert record["sample_index"] == 6 and "RuntimeError: numerical blow-up" in record["error"]
+
+
+def test_fixed_target_outside_the_model_is_a_clear_error(tmp_path):
+    cfg = _config(tmp_path, target=9)
+    _plan(cfg)
+    with pytest.raises(ValueError, match="target class 9 is outside the model's 4 classes"):
+        ShardWorker(cfg, cfg.store.uri).attribute_shard(0, ["gradient"])
