@@ -27,12 +27,9 @@ def _synthetic(cfg: RunConfig) -> Dataset:
 
 def _image_folder(cfg: RunConfig) -> Dataset:
     from attribution.data.image_folder import ImageFolderDataset
-    from attribution.data.preprocess import Preprocess
 
     d, p = cfg.dataset, cfg.preprocess
-    ds = ImageFolderDataset(
-        d.root, Preprocess(resize=p.resize, crop=p.crop, mean=p.mean, std=p.std), boxes=d.boxes, class_index=d.class_index
-    )
+    ds = ImageFolderDataset(d.root, resize=p.resize, crop=p.crop, boxes=d.boxes, class_index=d.class_index)
     return ds if d.limit is None else _Limited(ds, d.limit)
 
 
