@@ -102,10 +102,3 @@ def make_baseline(spec: Any, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
             ) from None
     raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, a number or an array; got {type(spec).__name__}")
 
-
-def describe_baseline(spec: Any) -> Any:
-    """A JSON-friendly description of ``spec`` for provenance."""
-    if isinstance(spec, (str, int, float)) or spec is None:
-        return spec
-    arr = np.asarray(spec.detach().cpu() if isinstance(spec, torch.Tensor) else spec)
-    return {"array": list(arr.shape), "mean": float(arr.mean()) if arr.size else None}

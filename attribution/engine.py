@@ -230,8 +230,3 @@ def _model_device(model: Any) -> torch.device:
 def as_engine(model: Any) -> GradientEngine:
     """Wrap a module or callable in a default engine (an engine is returned as it is)."""
     return model if isinstance(model, GradientEngine) else GradientEngine(model)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
