@@ -49,6 +49,16 @@ def expected(after_each_step: list[tuple[float, float]]) -> list[float]:
 TL, TR, BL, BR = 8.0, 2.0, 0.8, 16.0
 
 
+def walk(order: tuple[str, ...], new: dict[str, float]) -> list[tuple[float, float]]:
+    """(top-left sum, rest sum) before any replacement and after each patch of ``order``."""
+    cur = dict(TL=TL, TR=TR, BL=BL, BR=BR)
+    states = [(cur["TL"], cur["TR"] + cur["BL"] + cur["BR"])]
+    for patch in order:
+        cur[patch] = new[patch]
+        states.append((cur["TL"], cur["TR"] + cur["BL"] + cur["BR"]))
+    return states
+
+
 @pytest.mark.parametrize("replacement", ["black", "patch_mean", "counterfactual"])
 def test_morf_and_lerf_by_hand(replacement):
     cf = torch.full_like(IMAGE, -1.0)  # negative replacement values must be written too
@@ -57,18 +67,8 @@ def test_morf_and_lerf_by_hand(replacement):
     metric = get_metric("degradation", patch_size=2, replacement=replacement)
     out = metric.score(batch(cf))
     # MoRF order by mass: TL (4), BL (2), BR (0), TR (-1); LeRF the reverse.
-    cur = dict(TL=TL, TR=TR, BL=BL, BR=BR)
-    states = [(cur["TL"], cur["TR"] + cur["BL"] + cur["BR"])]
-    for patch in ("TL", "BL", "BR", "TR"):
-        cur[patch] = new[patch]
-        states.append((cur["TL"], cur["TR"] + cur["BL"] + cur["BR"]))
-    np.testing.assert_allclose(out["morf"][0], expected(states), rtol=1e-6)
-    cur = dict(TL=TL, TR=TR, BL=BL, BR=BR)
-    states = [(cur["TL"], cur["TR"] + cur["BL"] + cur["BR"])]
-    for patch in ("TR", "BR", "BL", "TL"):
-        cur[patch] = new[patch]
-        states.append((cur["TL"], cur["TR"] + cur["BL"] + cur["BR"]))
-    np.testing.assert_allclose(out["lerf"][0], expected(states), rtol=1e-6)
+    np.testing.assert_allclose(out["morf"][0], expected(walk(("TL", "BL", "BR", "TR"), new)), rtol=1e-6)
+    np.testing.assert_allclose(out["lerf"][0], expected(walk(("TR", "BR", "BL", "TL"), new)), rtol=1e-6)
     curve = out["morf"][0].astype(np.float64)
     assert out["aopc_morf"][0] == pytest.approx(np.mean(curve[0] - curve), rel=1e-5)
     assert out["auc_morf"][0] == pytest.approx(np.trapezoid(curve, np.linspace(0, 1, 5)), rel=1e-5)
