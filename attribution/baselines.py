@@ -72,6 +72,23 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def gaussian_filter_zero(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """``(N, C, H, W) -> (N, C, H, W)``: per-channel Gaussian blur with zero padding.
+
+    The taps match ``scipy.ndimage.gaussian_filter(mode="constant")`` exactly (radius
+    ``int(truncate * sigma + 0.5)``), which Blur IG's reference uses (methods.md §3).
+    """
+    radius = int(truncate * sigma + 0.5)
+    if sigma <= 0 or radius == 0:
+        return x.clone()
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(device=x.device, dtype=x.dtype)
+    c = x.shape[1]
+    y = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+
+
 @_baseline("blur")
 def blur(x: torch.Tensor, seed: int) -> torch.Tensor:
     """A strongly blurred copy of each image (sigma = 1/8 of the shorter side); images only."""

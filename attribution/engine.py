@@ -10,6 +10,7 @@ they never call the model themselves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ PRECISIONS = ("fp32", "bf16")
 
 PointsFn = Callable[[torch.Tensor], torch.Tensor]
 ConsumeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+ObjectiveFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class EngineOptions:
             raise ValueError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
 
 
-def _select(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
+def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
     """``(M, classes), (M,) -> (M,)``: the explained scalar per point. A 1-D model output is the scalar itself."""
     if logits.ndim == 1:
         return logits
@@ -135,8 +137,12 @@ class GradientEngine:
             return x
         return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, ...) -> (N, classes)`` (or ``(N,)``) model outputs, no gradients, chunked."""
+    def logits(self, x: torch.Tensor, each: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+        """``(N, ...) -> (N, classes)`` (or ``(N,)``) model outputs, no gradients, chunked.
+
+        ``each(outputs)`` is called right after every chunk's forward (while module hooks still hold
+        that chunk's activations).
+        """
         x = x.to(self.device)
         if x.shape[0] == 0:
             raise ValueError("the engine got an empty batch")
@@ -146,11 +152,13 @@ class GradientEngine:
             for start in range(0, x.shape[0], size):
                 chunk = x[start : start + size]
                 outs.append(self._forward(self._pad(chunk, size))[: chunk.shape[0]])
+                if each is not None:
+                    each(outs[-1])
         return torch.cat(outs)
 
     def explained(self, x: torch.Tensor, target: torch.Tensor, output: str = "logit") -> torch.Tensor:
         """``(N, ...), (N,) -> (N,)``: the explained scalar (target logit or probability) per input."""
-        return _select(self.logits(x), target.to(self.device), output)
+        return select_output(self.logits(x), target.to(self.device), output)
 
     def for_each_gradient(
         self,
@@ -169,16 +177,40 @@ class GradientEngine:
         """
         if output not in OUTPUTS:
             raise ValueError(f"output={output!r} is not allowed; choose one of {', '.join(OUTPUTS)}")
+        target = target.to(self.device)
+
+        def objective(logits: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return (select_output(logits, target[idx], output),)
+
+        def take(idx: torch.Tensor, grads: tuple, values: tuple) -> None:
+            consume(idx, grads[0], values[0])
+
+        self.for_each_objective(n_points, points, objective, take, key=output)
+
+    def for_each_objective(
+        self,
+        n_points: int,
+        points: PointsFn,
+        objective: ObjectiveFn,
+        consume: Callable[[torch.Tensor, tuple, tuple], None],
+        key: str = "custom",
+    ) -> None:
+        """The general form of :meth:`for_each_gradient`: several scalars per point from one forward.
+
+        ``objective(outputs (m, classes), idx (m,)) -> (k scalars (m,), ...)``; each gets its own
+        backward pass through the same graph (IG² needs the target logit and a representation
+        distance at every path point). ``consume(idx, (k grads (m, ...)), (k values (m,)))``.
+        ``key`` names the objective for the per-point memory estimate.
+        """
         if n_points == 0:
             return
-        target = target.to(self.device)
         first = points(torch.arange(1, device=self.device))
-        size = self.chunk_size(first[0], output)
+        size = self.chunk_size(first[0], key)
         start = 0
         while start < n_points:
             idx = torch.arange(start, min(start + size, n_points), device=self.device)
             try:
-                grads, values = self._gradient_chunk(points(idx), target[idx], output, size)
+                grads, values = self._gradient_chunk(points(idx), idx, objective, size)
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
@@ -205,14 +237,24 @@ class GradientEngine:
         return grads, values
 
     def _gradient_chunk(
-        self, pts: torch.Tensor, target: torch.Tensor, output: str, size: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, pts: torch.Tensor, idx: torch.Tensor, objective: ObjectiveFn, size: int
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         m = pts.shape[0]
         pts = self._pad(pts.detach(), size).requires_grad_(True)
         with torch.enable_grad():
-            values = _select(self._forward(pts), self._pad(target, size), output)
-            (grads,) = torch.autograd.grad(values[:m].sum(), pts)
-        return grads[:m].to(_accum_dtype(pts.dtype)), values[:m].detach()
+            scalars = objective(self._forward(pts), self._pad(idx, size))
+            grads = []
+            for j, s in enumerate(scalars):
+                last = j == len(scalars) - 1
+                (g,) = torch.autograd.grad(s[:m].sum(), pts, retain_graph=not last)
+                grads.append(g[:m].to(_accum_dtype(pts.dtype)))
+        return tuple(grads), tuple(s[:m].detach() for s in scalars)
+
+    def eager(self) -> "GradientEngine":
+        """This engine without ``torch.compile`` (for methods that hook modules or tensors)."""
+        if not self.options.compile:
+            return self
+        return GradientEngine(self.model, dataclasses.replace(self.options, compile=False))
 
 
 def _accum_dtype(dtype: torch.dtype) -> torch.dtype:

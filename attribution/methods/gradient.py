@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, check_output, register_method
+from attribution.methods.base import Attribution, References, Method, check_output, register_method
 
 
 @register_method("gradient")
@@ -25,6 +25,8 @@ class Gradient(Method):
         def __post_init__(self) -> None:
             check_output(self.output)
 
-    def _explain(self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any) -> Attribution:
+    def _explain(
+        self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None
+    ) -> Attribution:
         grads, _ = engine.gradients(x, target, self.settings.output)
         return Attribution(maps=grads)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, register_method
+from attribution.methods.base import Attribution, References, register_method
 from attribution.methods.gradient import Gradient
 
 
@@ -19,6 +19,8 @@ class InputXGradient(Gradient):
     Propagating Activation Differences", arXiv:1605.01713, 2016.
     """
 
-    def _explain(self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any) -> Attribution:
-        maps = super()._explain(engine, x, target, baseline).maps
+    def _explain(
+        self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None
+    ) -> Attribution:
+        maps = super()._explain(engine, x, target, baseline, refs).maps
         return Attribution(maps=maps * x)

@@ -9,7 +9,7 @@ import torch
 
 from attribution.baselines import make_baseline
 from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, check_output, register_method
+from attribution.methods.base import Attribution, References, Method, check_output, register_method
 from attribution.quadrature import QUADRATURES, quadrature
 from attribution.registry import check_choice, check_positive
 
@@ -44,7 +44,9 @@ class IntegratedGradients(Method):
             if self.quadrature == "trapezoid" and self.n_steps < 2:
                 raise ValueError("setting n_steps must be >= 2 for the trapezoid quadrature")
 
-    def _explain(self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any) -> Attribution:
+    def _explain(
+        self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None
+    ) -> Attribution:
         s = self.settings
         b = make_baseline(s.baseline if baseline is None else baseline, x, s.seed)
         maps, residual = integrate_straight_path(engine, x, b, target, s.n_steps, s.quadrature, s.output)

@@ -18,9 +18,12 @@ for mod in pkgutil.walk_packages(attribution.__path__, "attribution."):
     importlib.import_module(mod.name)
 from attribution import get_method, list_methods
 x = torch.rand(2, 3, 8, 8)
-model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3))
+nn = torch.nn
+model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
+pool = torch.rand(16, 3, 8, 8)
 for name in list_methods():
-    get_method(name).attribute(model, x, target=0)
+    method = get_method(name)
+    method.attribute(model, x, target=0, references=pool if method.needs_references else None)
 print("ok", len(list_methods()))
 """
 
