@@ -154,6 +154,14 @@ class ReportConfig(Strict):
     n_overlays: Annotated[int, Field(ge=0, le=64)] = 6
 
 
+class ReferencesConfig(Strict):
+    """The reference pool for methods that draw references (Expected Gradients, IG²): ``size``
+    samples of the run's dataset, drawn with ``seed`` (default: the run's seed)."""
+
+    size: PositiveInt = 64
+    seed: int | None = None
+
+
 class ComputeConfig(Strict):
     ray_address: str | None = None
     n_actors: PositiveInt | None = None  # default: one per GPU, else min(2, CPUs)
@@ -189,6 +197,7 @@ class RunConfig(Strict):
     target: Literal["predicted", "label"] | Annotated[int, Field(ge=0)] = "predicted"
     methods: Annotated[list[MethodConfig], Field(min_length=1)]
     metrics: list[MetricConfig] = []
+    references: ReferencesConfig = ReferencesConfig()
     store: StoreConfig
     report: ReportConfig = ReportConfig()
     compute: ComputeConfig = ComputeConfig()

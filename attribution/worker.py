@@ -22,6 +22,7 @@ from attribution.engine import GradientEngine
 from attribution.methods.base import Method, get_method
 from attribution.metrics.base import MetricBatch, get_metric
 from attribution.reduce import reduce_channels
+from attribution.references import References
 from attribution.store import RunStore, Shard
 
 
@@ -50,6 +51,35 @@ class ShardWorker:
         self.engine = GradientEngine(self.model, self.config.compute.engine_options(device))
         self.store = RunStore.open(store_uri, self.config.store.storage_options)
         self._shards = {s.index: s for s in self.store.shards()}
+        self._references: References | None = None
+
+    def references(self) -> References:
+        """The run's reference pool (config ``references``), loaded once.
+
+        Samples that fail to load are left out of the pool; a pool with none left is an error.
+        """
+        if self._references is None:
+            cfg = self.config.references
+            n = len(self.dataset)
+            rng = np.random.default_rng(self.config.seed if cfg.seed is None else cfg.seed)
+            chosen = sorted(int(i) for i in rng.choice(n, size=min(cfg.size, n), replace=False))
+            images, labels = [], []
+            for index in chosen:
+                try:
+                    sample = self.dataset.load(index)
+                    image = np.asarray(sample.image, dtype=np.float32)
+                except Exception:  # noqa: BLE001 - such a sample fails (and is recorded) where it is explained
+                    continue
+                if image.shape != tuple(self.store.image_shape) or not np.isfinite(image).all():
+                    continue
+                images.append(image)
+                labels.append(int(sample.label))
+            if not images:
+                raise ValueError("stage 'attribute': no sample of the reference pool could be loaded")
+            self._references = References(
+                torch.from_numpy(np.stack(images)).to(self.device), torch.tensor(labels, device=self.device)
+            )
+        return self._references
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, shard: Shard, stage: str) -> LoadedShard:
@@ -115,14 +145,15 @@ class ShardWorker:
         self, method: Method, x: torch.Tensor, targets: torch.Tensor, loaded: LoadedShard
     ) -> tuple[np.ndarray, Any, list[dict]]:
         """Explain the whole batch; if it fails, isolate the failing samples one by one."""
+        refs = self.references() if method.needs_references else None
         try:
-            return np.arange(len(loaded.samples)), method.explain(self.engine, x, targets), []
+            return np.arange(len(loaded.samples)), method.explain(self.engine, x, targets, references=refs), []
         except Exception:  # noqa: BLE001 - retried per sample below to find the culprit
             pass
         ok, results, errors = [], [], []
         for i, sample in enumerate(loaded.samples):
             try:
-                results.append(method.explain(self.engine, x[i : i + 1], targets[i : i + 1]))
+                results.append(method.explain(self.engine, x[i : i + 1], targets[i : i + 1], references=refs))
                 ok.append(i)
             except Exception as exc:  # noqa: BLE001
                 errors.append(_failure(sample.id, loaded.shard.start + int(loaded.rows[i]), "attribute", method.name, exc))
@@ -253,10 +284,14 @@ def score_attrs(metric: Any, output: Any) -> dict[str, Any]:
 
 
 def map_attrs(config: RunConfig, key: str, method: Method) -> dict[str, Any]:
-    return {
+    attrs = {
         "method": method.describe(),
         "key": key,
         "channel_reduction": config.store.channel_reduction,
         "target": config.target,
         "precision": config.compute.precision,
     }
+    if method.needs_references:  # the pool is a seeded draw from the dataset: these two fix it
+        refs = config.references
+        attrs["references"] = {"size": refs.size, "seed": config.seed if refs.seed is None else refs.seed}
+    return attrs
