@@ -61,6 +61,8 @@ class BlurIG(Method):
         acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         total = torch.zeros_like(x, dtype=acc_dtype)
         cache: dict[str, Any] = {}
+        dsig = torch.as_tensor([b - a for a, b in zip(sig[:-1], sig[1:])], dtype=acc_dtype, device=x.device)
+        view = (-1,) + (1,) * (x.ndim - 1)
 
         # points are step-major (flat = step * N + image) so a chunk needs few distinct sigmas
         def blurred(idx: torch.Tensor, shift: float) -> torch.Tensor:
@@ -78,9 +80,7 @@ class BlurIG(Method):
         def consume(idx: torch.Tensor, grads: torch.Tensor, values: torch.Tensor) -> None:
             pts = cache["pts"] if cache.get("idx") == int(idx[0]) else blurred(idx, 0.0)
             step, image = idx // n, idx % n
-            dsig = torch.as_tensor([b - a for a, b in zip(sig[:-1], sig[1:])], dtype=acc_dtype, device=x.device)
             d_blur = (blurred(idx, s.grad_step) - pts).to(acc_dtype) / s.grad_step
-            view = (-1,) + (1,) * (x.ndim - 1)
             total.index_add_(0, image, -dsig[step].view(view) * d_blur * grads)
 
         engine.for_each_gradient(n * k_steps, points, target.repeat(k_steps), consume, s.output)

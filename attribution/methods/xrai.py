@@ -13,7 +13,7 @@ from skimage.transform import resize
 
 from attribution.engine import GradientEngine
 from attribution.methods.base import Attribution, References, register_method
-from attribution.methods.noise import Wrapper, WrapperSettings
+from attribution.methods.wrapper import Wrapper, WrapperSettings
 from attribution.registry import SettingsError, check_choice
 
 SCALES = (50, 100, 150, 250, 500, 1200)  # PAIR saliency's Felzenszwalb scales (methods.md §5)
@@ -24,9 +24,9 @@ SIGMA, MIN_SIZE, SEGMENT_SIZE = 0.8, 150, (224, 224)
 class XRAI(Wrapper):
     """``(N, C, H, W) -> (N, 1, H, W)``: each pixel gets the attribution density of the region that covers it.
 
-    The base map (default: Integrated Gradients with 100 steps averaged over a baseline at each
-    image's minimum and one at its maximum, as PAIR saliency's XRAI) is reduced over channels by
-    ``max``. Regions are the Felzenszwalb segments of the image rescaled to [-1, 1] and resized to
+    The base map (default: Integrated Gradients with 100 steps) is averaged over a baseline at each
+    image's minimum and one at its maximum, as PAIR saliency's XRAI does, whenever the base has a
+    ``baseline`` setting that ``base_settings`` leaves unset; it is reduced over channels by ``max``. Regions are the Felzenszwalb segments of the image rescaled to [-1, 1] and resized to
     224x224, at scales 50..1200 (sigma 0.8, min size 150), resized back and dilated by a disk of
     radius ``dilation``. ``algorithm="full"``: greedily add the region with the highest mean base
     attribution over its not-yet-covered pixels, dropping regions that add fewer than

@@ -105,3 +105,25 @@ def test_fixed_target_outside_the_model_is_a_clear_error(tmp_path):
     _plan(cfg)
     with pytest.raises(ValueError, match="target class 9 is outside the model's 4 classes"):
         ShardWorker(cfg, cfg.store.uri).attribute_shard(0, ["gradient"])
+
+
+def test_reference_methods_draw_from_the_run_pool_and_record_it(tmp_path):
+    cfg = _config(
+        tmp_path,
+        methods=[{"name": "expected_gradients", "key": "eg", "settings": {"n_samples": 4}},
+                 {"name": "ig2", "settings": {"n_steps": 3, "n_references": 2}}],
+        references={"size": 6, "seed": 11},
+    )
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+    pool = worker.references()
+    assert pool.images.shape == (6, *worker.store.image_shape) and pool.labels.shape == (6,)
+    for shard in (0, 1):
+        worker.attribute_shard(shard, ["eg", "ig2"])
+    group = zarr.open_group(cfg.store.uri, mode="r")
+    for key in ("eg", "ig2"):
+        assert np.isfinite(group[f"maps/{key}"][:]).all()
+        assert group[f"maps/{key}"].attrs["references"] == {"size": 6, "seed": 11}
+    # a second worker (another actor) draws the same pool, so shards agree wherever they run
+    again = ShardWorker(cfg, cfg.store.uri).references()
+    assert np.array_equal(again.images.numpy(), pool.images.numpy())
