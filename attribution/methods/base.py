@@ -120,6 +120,16 @@ def check_output(output: str) -> None:
     check_choice("output", output, OUTPUTS)
 
 
+@dataclass(frozen=True)
+class OutputSettings:
+    """Settings of a method whose only choice is the explained ``output`` (``logit`` or ``prob``)."""
+
+    output: str = "logit"
+
+    def __post_init__(self) -> None:
+        check_output(self.output)
+
+
 def get_method(name: str, **settings: Any) -> Method:
     """Instantiate a registered method with validated settings, e.g.
     ``get_method("integrated_gradients", n_steps=50, quadrature="gausslegendre")``.

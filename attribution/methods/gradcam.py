@@ -11,7 +11,7 @@ from torch import nn
 
 from attribution.engine import GradientEngine
 from attribution.hooks import capture, find_module, last_module
-from attribution.methods.base import Attribution, Method, References, check_output, register_method
+from attribution.methods.base import Attribution, Method, References, OutputSettings, register_method
 
 
 @register_method("gradcam")
@@ -29,12 +29,8 @@ class GradCAM(Method):
     spatial = True
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(OutputSettings):
         layer: str | None = None
-        output: str = "logit"
-
-        def __post_init__(self) -> None:
-            check_output(self.output)
 
     def _explain(
         self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, References, Method, check_output, register_method
+from attribution.methods.base import Attribution, References, Method, OutputSettings, register_method
 
 
 @register_method("gradient")
@@ -18,12 +17,7 @@ class Gradient(Method):
     References: Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks", ICLR-W 2014.
     """
 
-    @dataclass(frozen=True)
-    class Settings:
-        output: str = "logit"
-
-        def __post_init__(self) -> None:
-            check_output(self.output)
+    Settings = OutputSettings
 
     def _explain(
         self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from attribution.engine import GradientEngine
 from attribution.hooks import forward_hooks
-from attribution.methods.base import Attribution, Method, References, check_output, register_method
+from attribution.methods.base import Attribution, Method, References, OutputSettings, register_method
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -40,12 +39,7 @@ class GuidedBackprop(Method):
     Convolutional Net", ICLR-W 2015.
     """
 
-    @dataclass(frozen=True)
-    class Settings:
-        output: str = "logit"
-
-        def __post_init__(self) -> None:
-            check_output(self.output)
+    Settings = OutputSettings
 
     def _explain(
         self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None

@@ -114,27 +114,13 @@ def guided_ig_rows(
 
     Rows are processed in groups sized so that the float64 state stays within the engine's budget.
     """
-    d = x_in.shape[1]
-    group = max(1, int(engine.budget_bytes() // (16 * 8 * d)))
-    out = torch.empty_like(x_in)
-    for start in range(0, x_in.shape[0], group):
-        sl = slice(start, start + group)
-        out[sl] = _guided_ig_group(engine, x_in[sl], x_base[sl], target[sl], steps[sl], fraction, max_dist, shape, model_dtype, output)
-    return out
-
-
-def _guided_ig_group(
-    engine: GradientEngine,
-    x_in: torch.Tensor,
-    x_base: torch.Tensor,
-    target: torch.Tensor,
-    steps: np.ndarray,
-    fraction: float,
-    max_dist: float,
-    shape: torch.Size,
-    model_dtype: torch.dtype,
-    output: str,
-) -> torch.Tensor:
+    group = max(1, int(engine.budget_bytes() // (16 * 8 * x_in.shape[1])))
+    if x_in.shape[0] > group:
+        return torch.cat([
+            guided_ig_rows(engine, x_in[i : i + group], x_base[i : i + group], target[i : i + group], steps[i : i + group],
+                           fraction, max_dist, shape, model_dtype, output)
+            for i in range(0, x_in.shape[0], group)
+        ])
     r, d = x_in.shape
     diff = x_in - x_base
     moving = diff != 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attribution import get_method
+from attribution import EngineOptions, GradientEngine, get_method
 from tests.unit.toys import ig_paper, linear, quadratic, ridge, square_of_linear, t
 
 
@@ -64,6 +64,10 @@ def test_rows_of_a_batch_are_independent():
     together = gig(square_of_linear, x, n_steps=50, fraction=0.1, max_dist=0.2).maps
     alone = torch.cat([gig(square_of_linear, x[i : i + 1], n_steps=50, fraction=0.1, max_dist=0.2).maps for i in range(4)])
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
+    # a tiny memory budget splits the rows into groups of one: same result
+    tight = GradientEngine(square_of_linear, EngineOptions(memory_budget_mb=1e-4))
+    grouped = get_method("guided_ig", n_steps=50, fraction=0.1, max_dist=0.2).attribute(tight, x, target=0)
+    torch.testing.assert_close(grouped, together, rtol=0, atol=1e-12)
 
 
 def test_anchored_variant_is_guided_ig_between_anchors():
