@@ -6,10 +6,24 @@ import pytest
 import torch
 
 from attribution import EngineOptions, GradientEngine, get_method, list_methods
+from attribution.patterns import accumulate, kernel_layers, solve
 from attribution.references import References
 from attribution.registry import SettingsError
+from tests.conftest import TinyCNN
 
-COMPOSITES = ["smoothgrad(guided_ig)", "xrai(integrated_gradients)", "vargrad(expected_gradients)", "smoothgrad_sq(gradcam)"]
+
+def _tiny_patterns():
+    model, x = TinyCNN(), torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(9))
+    layers = kernel_layers(model, x[:1])
+    return solve(accumulate(model, layers, [x]), layers)
+
+
+PATTERNS = _tiny_patterns()
+
+COMPOSITES = [
+    "smoothgrad(guided_ig)", "xrai(integrated_gradients)", "vargrad(expected_gradients)", "smoothgrad_sq(gradcam)",
+    "smoothgrad(pattern_guided_ig)",
+]
 NAMES = list_methods() + COMPOSITES
 
 # Fewer steps than the defaults keep the suite fast; the behaviour under test does not depend on them.
@@ -27,6 +41,10 @@ QUICK = {
     "xrai(integrated_gradients)": {"base_settings": {"n_steps": 8}},
     "vargrad(expected_gradients)": {"n_samples": 3, "base_settings": {"n_samples": 4}},
     "smoothgrad_sq(gradcam)": {"n_samples": 3},
+    "pattern_net": {"patterns": PATTERNS},
+    "pattern_attribution": {"patterns": PATTERNS},
+    "pattern_guided_ig": {"n_steps": 12, "patterns": PATTERNS},
+    "smoothgrad(pattern_guided_ig)": {"n_samples": 3, "base_settings": {"n_steps": 8, "patterns": PATTERNS}},
 }
 
 
@@ -107,7 +125,7 @@ def test_describe_records_name_and_settings(name):
     described = quick(name).describe()
     assert described["method"] == name or described["method"].startswith(name + "(")  # wrappers name their base
     for key, value in QUICK.get(name, {}).items():
-        if key != "base_settings":
+        if key not in ("base_settings", "patterns"):
             assert described[key] == value
 
 

@@ -21,8 +21,11 @@ x = torch.rand(2, 3, 8, 8)
 nn = torch.nn
 model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
 pool = torch.rand(16, 3, 8, 8)
+from attribution.patterns import accumulate, kernel_layers, solve
+layers = kernel_layers(model, pool[:1])
+patterns = solve(accumulate(model, layers, [pool]), layers)
 for name in list_methods():
-    method = get_method(name)
+    method = get_method(name, **({"patterns": patterns} if name.startswith("pattern") else {}))
     method.attribute(model, x, target=0, references=pool if method.needs_references else None)
 print("ok", len(list_methods()))
 """

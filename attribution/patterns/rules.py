@@ -1,0 +1,87 @@
+"""The pattern backward pass: each kernel layer's input-gradient uses its pattern.
+
+PatternNet back-propagates through ``a`` and PatternAttribution through ``w ⊙ a`` in place of the
+weights ``w``; ReLU gates and max-pool routing come from the ordinary forward pass (methods.md
+§6.3). The rule is attached by forward hooks that re-route each kernel layer's output through a
+custom autograd function: the forward values are the layer's own, the backward is the pattern's.
+Weights are never touched, and the hooks are removed on exit, also after an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn.grad import conv2d_input
+
+from attribution.patterns.layers import KernelLayer
+
+KINDS = ("net", "attribution")
+
+
+class _PatternGrad(torch.autograd.Function):
+    """Identity on the layer's (detached) output; the gradient goes to the input through ``kernel``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor, conv: Any) -> torch.Tensor:
+        ctx.x_shape, ctx.conv = x.shape, conv
+        ctx.save_for_backward(kernel)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        (kernel,) = ctx.saved_tensors
+        kernel = kernel.to(grad.dtype)
+        if ctx.conv is None:
+            g = grad @ kernel
+        else:
+            g = conv2d_input(ctx.x_shape, kernel, grad, **ctx.conv)
+        return g, None, None, None
+
+
+def backward_kernel(layer: KernelLayer, pattern: torch.Tensor, kind: str) -> torch.Tensor:
+    """The kernel the rule back-propagates with, in the module's own (unfolded) output space.
+
+    A folded BatchNorm's backward multiplies the gradient by its scale ``s``; dividing by ``s``
+    here makes the pair (BatchNorm backward, rule) apply exactly ``a`` or ``w' ⊙ a``.
+    """
+    kernel = pattern if kind == "net" else layer.weight.cpu() * pattern
+    shape = (-1,) + (1,) * (kernel.ndim - 1)
+    s = layer.scale.cpu()
+    safe = torch.where(s != 0, s, 1.0)
+    return torch.where((s != 0).view(shape), kernel / safe.view(shape), torch.zeros_like(kernel))
+
+
+@contextlib.contextmanager
+def pattern_backward(layers: list[KernelLayer], patterns: dict[str, torch.Tensor], kind: str) -> Iterator[None]:
+    """Within the block, input gradients of ``layers`` use the PatternNet (``kind="net"``) or
+    PatternAttribution (``"attribution"``) rule."""
+    if kind not in KINDS:
+        raise ValueError(f"pattern rule kind must be one of {KINDS}, got {kind!r}")
+    missing = [layer.name for layer in layers if layer.name not in patterns]
+    if missing:
+        raise ValueError(f"the patterns have no entry for layer(s) {missing}; were they learned for another model?")
+    handles = []
+    for layer in layers:
+        pattern = patterns[layer.name]
+        if tuple(pattern.shape) != tuple(layer.weight.shape):
+            raise ValueError(
+                f"pattern of layer {layer.name!r} has shape {tuple(pattern.shape)}, the layer's weight {tuple(layer.weight.shape)}"
+            )
+        kernel = backward_kernel(layer, pattern.double(), kind).to(layer.module.weight.device)
+        conv = None
+        if isinstance(layer.module, nn.Conv2d):
+            m = layer.module
+            conv = dict(stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
+
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv) -> torch.Tensor:
+            return _PatternGrad.apply(inputs[0], output.detach(), kernel, conv)
+
+        handles.append(layer.module.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,83 @@
+"""Patterns from statistics: ``a_c = cov_c / (w_c^T cov_c)``, saved with their statistics and a hash."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attribution.patterns.layers import KernelLayer
+from attribution.patterns.statistics import LayerStats, PatternStatistics
+
+
+def solve_layer(stats: LayerStats, weight: torch.Tensor) -> torch.Tensor:
+    """``(C, ...)`` float64 pattern of one layer (methods.md §6.1).
+
+    ``cov = E+[xy] - E+[x] E[y]`` with ``E+`` over each unit's positive regime and ``E[y]`` over all
+    samples (the authors' code); then ``a_c = cov_c / (w_c . cov_c)`` so that ``w_c . a_c = 1``.
+    Units never active (or with ``w_c . cov_c = 0``) get ``a_c = 0``.
+    """
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    n_pos = stats.count_pos.view(shape)
+    safe = n_pos.clamp_min(1.0)
+    mean_y = stats.sum_y / stats.count.clamp_min(1.0)
+    cov = stats.sum_xy / safe - (stats.sum_x / safe) * mean_y.view(shape)
+    cov = torch.where(n_pos > 0, cov, torch.zeros_like(cov))
+    denom = (weight.cpu() * cov).flatten(1).sum(1).view(shape)
+    ok = denom.abs() > 1e-300
+    return torch.where(ok, cov / torch.where(ok, denom, 1.0), torch.zeros_like(cov))
+
+
+@dataclass
+class Patterns:
+    """``layer name -> pattern (C, ...)`` float64, with the statistics they came from.
+
+    ``sha256`` identifies them (recorded with every pattern-based map); :meth:`save` /
+    :meth:`load` use one ``.npz`` file that other runs can point to.
+    """
+
+    patterns: dict[str, torch.Tensor]
+    statistics: PatternStatistics
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self.patterns):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.patterns[name].numpy()).tobytes())
+        return h.hexdigest()
+
+    def save(self, path: str | Path) -> str:
+        """Write ``path`` (``.npz``) atomically; returns the sha256."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"pattern|{k}": v.numpy() for k, v in self.patterns.items()}
+        arrays.update({f"stats|{k}": v for k, v in self.statistics.to_numpy().items()})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(path)
+        return self.sha256
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Patterns":
+        with np.load(Path(path)) as data:
+            arrays = {k: data[k] for k in data.files}
+        patterns = {k.split("|", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("pattern|")}
+        stats = PatternStatistics.from_numpy({k.split("|", 1)[1]: v for k, v in arrays.items() if k.startswith("stats|")})
+        return cls(patterns, stats, {"path": str(path)})
+
+
+def solve(statistics: PatternStatistics, layers: list[KernelLayer]) -> Patterns:
+    """Patterns for every layer in ``layers`` from merged ``statistics``."""
+    missing = [layer.name for layer in layers if layer.name not in statistics]
+    if missing:
+        raise ValueError(f"no statistics for layer(s) {missing}")
+    return Patterns({layer.name: solve_layer(statistics[layer.name], layer.weight) for layer in layers}, statistics)
