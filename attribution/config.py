@@ -162,6 +162,18 @@ class ReferencesConfig(Strict):
     seed: int | None = None
 
 
+class PatternsConfig(Strict):
+    """Patterns for ``pattern_*`` methods. ``path``: the standalone patterns file (default:
+    ``patterns.npz`` beside the store); an existing file learned for the same model is reused.
+    ``dataset``: the training data to learn them from (default: the run's dataset), in shards of
+    ``shard_size``, at most ``max_samples`` samples."""
+
+    path: str | None = None
+    dataset: DatasetConfig | None = None
+    shard_size: PositiveInt = 64
+    max_samples: PositiveInt | None = None
+
+
 class ComputeConfig(Strict):
     ray_address: str | None = None
     n_actors: PositiveInt | None = None  # default: one per GPU, else min(2, CPUs)
@@ -198,6 +210,7 @@ class RunConfig(Strict):
     methods: Annotated[list[MethodConfig], Field(min_length=1)]
     metrics: list[MetricConfig] = []
     references: ReferencesConfig = ReferencesConfig()
+    patterns: PatternsConfig = PatternsConfig()
     store: StoreConfig
     report: ReportConfig = ReportConfig()
     compute: ComputeConfig = ComputeConfig()
@@ -216,6 +229,14 @@ class RunConfig(Strict):
         if self.report.path:
             return self.report.path
         return str(Path(self.store.uri).parent / "report.html") if "://" not in self.store.uri else "report.html"
+
+    @property
+    def patterns_path(self) -> str:
+        if self.patterns.path:
+            return self.patterns.path
+        if "://" in self.store.uri:
+            raise ValueError("a remote store needs an explicit patterns.path (a local file)")
+        return str(Path(self.store.uri).parent / "patterns.npz")
 
     def method(self, key: str) -> MethodConfig:
         return next(m for m in self.methods if m.store_key == key)

@@ -154,6 +154,32 @@ class RunStore:
     def mark_done(self, path: str, shard: Shard) -> None:
         self._done_array(path)[shard.index] = 1
 
+    # -- patterns ----------------------------------------------------------------------------
+    def pattern_done(self, n_shards: int) -> zarr.Array:
+        """``/patterns/done``: one flag per *training* shard of the pattern statistics."""
+        group = self.group.require_group("patterns")
+        return _require_array(group, "done", shape=(n_shards,), dtype="uint8", chunks=(1,), fill_value=0)
+
+    def write_pattern_stats(self, index: int, arrays: dict[str, dict[str, np.ndarray]], n_shards: int) -> None:
+        """``/patterns/shards/<index>/<layer>/<sum>`` (float64), then the shard's done flag."""
+        shard = self.group.require_group(f"patterns/shards/{index}")
+        for layer, fields in arrays.items():
+            group = shard.require_group(layer)
+            for name, values in fields.items():
+                group.create_array(name, data=np.asarray(values, dtype=np.float64), overwrite=True)
+        self.pattern_done(n_shards)[index] = 1
+
+    def read_pattern_stats(self, index: int) -> dict[str, dict[str, np.ndarray]]:
+        shard = self.group[f"patterns/shards/{index}"]
+        return {layer: {name: arr[...] for name, arr in grp.arrays()} for layer, grp in shard.groups()}
+
+    def write_patterns(self, patterns: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
+        """``/patterns/a/<layer>``: the solved patterns, with their sha256 and source in the attrs."""
+        group = self.group.require_group("patterns/a")
+        for layer, values in patterns.items():
+            group.create_array(layer, data=np.asarray(values, dtype=np.float64), overwrite=True)
+        group.attrs.update(attrs)
+
     # -- maps --------------------------------------------------------------------------------
     def map_array(self, key: str, dtype: str = "float32", attrs: dict | None = None) -> zarr.Array:
         """``/maps/<key>``: ``(N, H, W)``, inner chunks of one sample, Zarr shards of one shard."""

@@ -20,7 +20,9 @@ from attribution.config import RunConfig
 from attribution.data.base import Sample, SampleError
 from attribution.engine import GradientEngine
 from attribution.methods.base import Method, get_method
+from attribution.methods.pattern_based import uses_patterns, with_patterns
 from attribution.metrics.base import MetricBatch, get_metric
+from attribution.patterns import LayerStats, PatternStatistics, accumulate, kernel_layers
 from attribution.reduce import reduce_channels
 from attribution.references import References
 from attribution.store import RunStore, Shard
@@ -52,6 +54,8 @@ class ShardWorker:
         self.store = RunStore.open(store_uri, self.config.store.storage_options)
         self._shards = {s.index: s for s in self.store.shards()}
         self._references: References | None = None
+        self._pattern_dataset: Any = None
+        self._layers: list | None = None
 
     def references(self) -> References:
         """The run's reference pool (config ``references``), loaded once.
@@ -104,6 +108,50 @@ class ShardWorker:
             samples.append(sample)
         return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures)
 
+    # -- pattern statistics ------------------------------------------------------------------
+    def pattern_dataset(self) -> Any:
+        """The training data patterns are learned from (config ``patterns.dataset``, else the run's)."""
+        if self._pattern_dataset is None:
+            source = self.config.patterns.dataset
+            self._pattern_dataset = self.dataset if source is None else build_dataset(self.config.model_copy(update={"dataset": source}))
+        return self._pattern_dataset
+
+    def pattern_shard(self, index: int, n_shards: int) -> dict[str, Any]:
+        """Accumulate pattern statistics over training shard ``index`` and write them to the store.
+
+        Samples that cannot be loaded are left out of the statistics and reported by id.
+        """
+        cfg = self.config.patterns
+        total = pattern_sample_count(self.config, len(self.pattern_dataset()))
+        start, stop = index * cfg.shard_size, min((index + 1) * cfg.shard_size, total)
+        images, skipped = [], []
+        for i in range(start, stop):
+            try:
+                image = np.asarray(self.pattern_dataset().load(i).image, dtype=np.float32)
+                if image.shape != tuple(self.store.image_shape) or not np.isfinite(image).all():
+                    raise SampleError(self.pattern_dataset().sample_id(i), f"image of shape {image.shape} is unusable")
+                images.append(image)
+            except Exception as exc:  # noqa: BLE001 - reported back to the flow with the reason
+                skipped.append(f"{self.pattern_dataset().sample_id(i)}: {exc}")
+        layers = self.kernel_layers()
+        if images:
+            x = torch.from_numpy(np.stack(images)).to(self.device)
+            size = self.config.compute.batch_size or 32
+            stats = accumulate(self.model, layers, torch.split(x, size))
+        else:
+            stats = PatternStatistics({layer.name: LayerStats.zeros(layer.weight) for layer in layers})
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in stats.to_numpy().items():
+            layer, _, name = key.rpartition("|")
+            arrays.setdefault(layer, {})[name] = value
+        self.store.write_pattern_stats(index, arrays, n_shards)
+        return {"shard": index, "samples": len(images), "skipped": skipped}
+
+    def kernel_layers(self) -> list:
+        if self._layers is None:
+            self._layers = kernel_layers(self.model, torch.zeros((1, *self.store.image_shape), device=self.device))
+        return self._layers
+
     # -- attribute ---------------------------------------------------------------------------
     def attribute_shard(self, shard_index: int, method_keys: list[str]) -> dict[str, Any]:
         """Compute, write and mark done every method in ``method_keys`` for one shard."""
@@ -113,8 +161,7 @@ class ShardWorker:
         targets = self._write_sample_meta(loaded, x)
         n_failed = 0
         for key in method_keys:
-            spec = self.config.method(key)
-            method = get_method(spec.name, **spec.settings)
+            method = build_method(self.config, key)
             maps = np.full((shard.size, *self.store.image_shape[1:]), np.nan, dtype=np.float32)
             diag: dict[str, np.ndarray] = {}
             failures = [dict(f, method=key) for f in loaded.failures]
@@ -253,6 +300,21 @@ class ShardWorker:
             counterfactuals=cf,
             masks=masks,
         )
+
+
+def pattern_sample_count(config: RunConfig, dataset_size: int) -> int:
+    """How many training samples the pattern statistics use."""
+    limit = config.patterns.max_samples
+    return dataset_size if limit is None else min(limit, dataset_size)
+
+
+def build_method(config: RunConfig, key: str) -> Method:
+    """The configured method ``key``, with the run's patterns filled in where it needs them."""
+    spec = config.method(key)
+    method = get_method(spec.name, **spec.settings)
+    if uses_patterns(method):
+        method = get_method(spec.name, **with_patterns(spec.name, spec.settings, config.patterns_path))
+    return method
 
 
 def resolve_run_target(spec: str | int, predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:

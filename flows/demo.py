@@ -41,10 +41,19 @@ def demo_config(out_dir: str = "runs/demo", n_samples: int = 96) -> dict[str, An
             {"name": "smoothgrad_sq(gradient)", "settings": {"n_samples": 16, "noise": 0.05}},
             {"name": "vargrad(gradient)", "settings": {"n_samples": 16, "noise": 0.05}},
             {"name": "xrai(integrated_gradients)", "settings": {"base_settings": {"n_steps": 32}}},
+            {"name": "pattern_net"},
+            {"name": "pattern_attribution"},
+            {"name": "pattern_guided_ig", "settings": {"n_steps": 32, "quadrature": "gausslegendre"}},
         ],
         "metrics": [
-            {"name": "degradation", "settings": {"patch_size": 4, "n_steps": 24, "replacement": "counterfactual", "seed": 0}}
+            {"name": "degradation", "settings": {"patch_size": 4, "n_steps": 24, "replacement": "counterfactual", "seed": 0}},
+            {"name": "localization", "settings": {"masks": ["signal", "distractor"]}},
         ],
+        # patterns are learned on a training split: the same generator with another seed
+        "patterns": {
+            "dataset": {"kind": "synthetic", "n_samples": 512, "image_size": 48, "seed": 2000, "n_distractors": 1},
+            "shard_size": 128,
+        },
         "store": {"uri": f"{out_dir}/store.zarr", "shard_size": 16},
         "report": {"path": f"{out_dir}/report.html", "n_overlays": 6},
         "compute": {"n_actors": 2, "device": "auto"},

@@ -1,4 +1,4 @@
-"""The pipeline as Prefect flows: plan -> attribute -> evaluate -> report.
+"""The pipeline as Prefect flows: plan -> [learn patterns] -> attribute -> evaluate -> report.
 
 ``explain`` runs every stage; each stage also has a flow of its own. Every stage is idempotent:
 re-running skips what the store already marks done.
@@ -15,6 +15,7 @@ from attribution.config import RunConfig, load_config, parse_config
 from tasks.attribute import attribute_dataset
 from tasks.data import plan_dataset
 from tasks.evaluate import evaluate_dataset
+from tasks.patterns import learn_patterns_task, needs_patterns
 from tasks.report import build_report
 
 
@@ -29,6 +30,8 @@ def explain(config: dict[str, Any] | str, show_progress: bool = True) -> dict[st
     """Run the whole pipeline for a run config (a dict or a YAML path); return the store and report paths."""
     cfg = _config(config)
     store_uri = plan_dataset(cfg)
+    if needs_patterns(RunConfig.model_validate(cfg)):  # a pattern method without patterns learns them first
+        learn_patterns_task(cfg, store_uri, show_progress)
     attributed = attribute_dataset(cfg, store_uri, show_progress)
     evaluated = evaluate_dataset(cfg, store_uri, show_progress) if cfg["metrics"] else {"jobs": 0}
     report = build_report(cfg, store_uri)
@@ -40,10 +43,20 @@ def plan(config: dict[str, Any] | str) -> str:
     return plan_dataset(_config(config))
 
 
+@flow(name="learn-patterns")
+def learn_patterns(config: dict[str, Any] | str, show_progress: bool = True) -> dict[str, Any]:
+    """Learn PatternNet patterns for the run's model over its training data (resumable per shard)."""
+    cfg = _config(config)
+    return learn_patterns_task(cfg, plan_dataset(cfg), show_progress)
+
+
 @flow(name="attribute")
 def attribute(config: dict[str, Any] | str, show_progress: bool = True) -> dict[str, Any]:
     cfg = _config(config)
-    return attribute_dataset(cfg, plan_dataset(cfg), show_progress)
+    store_uri = plan_dataset(cfg)
+    if needs_patterns(RunConfig.model_validate(cfg)):
+        learn_patterns_task(cfg, store_uri, show_progress)
+    return attribute_dataset(cfg, store_uri, show_progress)
 
 
 @flow(name="evaluate")

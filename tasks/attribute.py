@@ -6,9 +6,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from attribution.config import RunConfig
-from attribution.methods.base import get_method
 from attribution.store import RunStore
-from attribution.worker import map_attrs
+from attribution.worker import build_method, map_attrs
 from tasks.ray_pool import progress, run_pool
 
 
@@ -31,7 +30,7 @@ def attribute_dataset(config: dict, store_uri: str, show_progress: bool = True) 
     store = RunStore.open(store_uri, cfg.store.storage_options)
     jobs = pending_attribution(cfg, store)
     for spec in cfg.methods:  # the driver creates the arrays; workers only write their shards
-        method = get_method(spec.name, **spec.settings)
+        method = build_method(cfg, spec.store_key)
         store.map_array(spec.store_key, cfg.store.map_dtype, attrs=map_attrs(cfg, spec.store_key, method))
     logger = get_run_logger()
     logger.info("attribute: %d shard job(s) pending of %d shards", len(jobs), store.n_shards)

@@ -12,7 +12,8 @@ from attribution.baselines import make_baseline
 from attribution.engine import GradientEngine
 from attribution.methods.base import Attribution, Method, References, check_output, register_method
 from attribution.methods.integrated_gradients import IntegratedGradients, integrate_straight_path
-from attribution.patterns import Patterns, kernel_layers, pattern_backward
+from attribution.patterns import Patterns, kernel_layers
+from attribution.patterns.rules import PatternRule
 from attribution.registry import SettingsError
 
 
@@ -25,7 +26,7 @@ class PatternMethod(Method):
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         self._patterns: Patterns | None = None
-        self._layers: dict[int, list] = {}
+        self._rules: dict[int, PatternRule] = {}
 
     def patterns(self) -> Patterns:
         if self._patterns is None:
@@ -48,10 +49,11 @@ class PatternMethod(Method):
         return out
 
     def rule_context(self, engine: GradientEngine, x: torch.Tensor) -> Any:
+        """The rule for ``engine``'s model, prepared once per model (and weight dtype)."""
         key = id(engine.model)
-        if key not in self._layers:
-            self._layers[key] = kernel_layers(engine.model, x[:1])
-        return pattern_backward(self._layers[key], self.patterns().patterns, self.rule)
+        if key not in self._rules:
+            self._rules[key] = PatternRule(kernel_layers(engine.model, x[:1]), self.patterns().patterns, self.rule)
+        return self._rules[key].active()
 
 
 def _check_patterns(value: Any) -> None:
@@ -134,3 +136,22 @@ class PatternGuidedIG(PatternMethod):
 
 
 
+
+
+def uses_patterns(method: Method) -> bool:
+    """Whether ``method`` (or the method a composite wraps) needs patterns."""
+    base = getattr(method, "base", None)
+    return isinstance(method, PatternMethod) or (isinstance(base, Method) and uses_patterns(base))
+
+
+def with_patterns(name: str, settings: dict[str, Any], path: str) -> dict[str, Any]:
+    """``settings`` with ``patterns=path`` filled in wherever a pattern method (also inside a composite) has none."""
+    from attribution.methods.base import get_method
+
+    method = get_method(name, **settings)
+    if isinstance(method, PatternMethod):
+        return settings if settings.get("patterns") is not None else {**settings, "patterns": path}
+    base = getattr(method, "base", None)
+    if isinstance(base, Method):
+        return {**settings, "base_settings": with_patterns(method.settings.base, dict(method.settings.base_settings), path)}
+    return settings

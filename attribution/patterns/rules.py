@@ -28,12 +28,11 @@ class _PatternGrad(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor, conv: Any) -> torch.Tensor:
         ctx.x_shape, ctx.conv = x.shape, conv
         ctx.save_for_backward(kernel)
-        return out.view_as(out)
+        return out.clone()  # a copy, not a view: in-place ReLUs downstream must not see a Function's view
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
         (kernel,) = ctx.saved_tensors
-        kernel = kernel.to(grad.dtype)
         if ctx.conv is None:
             g = grad @ kernel
         else:
@@ -54,34 +53,52 @@ def backward_kernel(layer: KernelLayer, pattern: torch.Tensor, kind: str) -> tor
     return torch.where((s != 0).view(shape), kernel / safe.view(shape), torch.zeros_like(kernel))
 
 
-@contextlib.contextmanager
-def pattern_backward(layers: list[KernelLayer], patterns: dict[str, torch.Tensor], kind: str) -> Iterator[None]:
+class PatternRule:
+    """The prepared rule for one model: each kernel layer's backward kernel, in the layer's dtype.
+
+    ``with rule.active():`` attaches it; preparing once and reusing it keeps big layers (VGG-16's
+    first dense layer alone has 103 M weights) from being recomputed for every batch.
+    """
+
+    def __init__(self, layers: list[KernelLayer], patterns: dict[str, torch.Tensor], kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"pattern rule kind must be one of {KINDS}, got {kind!r}")
+        missing = [layer.name for layer in layers if layer.name not in patterns]
+        if missing:
+            raise ValueError(f"the patterns have no entry for layer(s) {missing}; were they learned for another model?")
+        self.entries = []
+        for layer in layers:
+            pattern = patterns[layer.name]
+            if tuple(pattern.shape) != tuple(layer.weight.shape):
+                raise ValueError(
+                    f"pattern of layer {layer.name!r} has shape {tuple(pattern.shape)}, the layer's weight {tuple(layer.weight.shape)}"
+                )
+            weight = layer.module.weight
+            kernel = backward_kernel(layer, pattern.double(), kind).to(device=weight.device, dtype=weight.dtype)
+            conv = None
+            if isinstance(layer.module, nn.Conv2d):
+                m = layer.module
+                conv = dict(stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
+            self.entries.append((layer.module, kernel, conv))
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Within the block, the kernel layers' input gradients follow the rule."""
+        handles = []
+        try:
+            for module, kernel, conv in self.entries:
+
+                def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv) -> torch.Tensor:
+                    return _PatternGrad.apply(inputs[0], output.detach(), kernel, conv)
+
+                handles.append(module.register_forward_hook(hook))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def pattern_backward(layers: list[KernelLayer], patterns: dict[str, torch.Tensor], kind: str) -> contextlib.AbstractContextManager:
     """Within the block, input gradients of ``layers`` use the PatternNet (``kind="net"``) or
     PatternAttribution (``"attribution"``) rule."""
-    if kind not in KINDS:
-        raise ValueError(f"pattern rule kind must be one of {KINDS}, got {kind!r}")
-    missing = [layer.name for layer in layers if layer.name not in patterns]
-    if missing:
-        raise ValueError(f"the patterns have no entry for layer(s) {missing}; were they learned for another model?")
-    handles = []
-    for layer in layers:
-        pattern = patterns[layer.name]
-        if tuple(pattern.shape) != tuple(layer.weight.shape):
-            raise ValueError(
-                f"pattern of layer {layer.name!r} has shape {tuple(pattern.shape)}, the layer's weight {tuple(layer.weight.shape)}"
-            )
-        kernel = backward_kernel(layer, pattern.double(), kind).to(layer.module.weight.device)
-        conv = None
-        if isinstance(layer.module, nn.Conv2d):
-            m = layer.module
-            conv = dict(stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
-
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv) -> torch.Tensor:
-            return _PatternGrad.apply(inputs[0], output.detach(), kernel, conv)
-
-        handles.append(layer.module.register_forward_hook(hook))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return PatternRule(layers, patterns, kind).active()

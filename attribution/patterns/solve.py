@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ class Patterns:
     """``layer name -> pattern (C, ...)`` float64, with the statistics they came from.
 
     ``sha256`` identifies them (recorded with every pattern-based map); :meth:`save` /
-    :meth:`load` use one ``.npz`` file that other runs can point to.
+    :meth:`load` use one ``.npz`` file that other runs can point to; ``meta`` (JSON) records what
+    they were learned for (the model's sha256, the number of samples).
     """
 
     patterns: dict[str, torch.Tensor]
@@ -59,6 +61,7 @@ class Patterns:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"pattern|{k}": v.numpy() for k, v in self.patterns.items()}
         arrays.update({f"stats|{k}": v for k, v in self.statistics.to_numpy().items()})
+        arrays["meta"] = np.array(json.dumps({k: v for k, v in self.meta.items() if k != "path"}))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -72,7 +75,8 @@ class Patterns:
             arrays = {k: data[k] for k in data.files}
         patterns = {k.split("|", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("pattern|")}
         stats = PatternStatistics.from_numpy({k.split("|", 1)[1]: v for k, v in arrays.items() if k.startswith("stats|")})
-        return cls(patterns, stats, {"path": str(path)})
+        meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+        return cls(patterns, stats, {**meta, "path": str(path)})
 
 
 def solve(statistics: PatternStatistics, layers: list[KernelLayer]) -> Patterns:

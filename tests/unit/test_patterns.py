@@ -265,3 +265,19 @@ def test_linear_toy_pattern_attribution_leaves_the_distractor_alone():
     assert pa[1] < 0.05 and pgig[1] < 0.05  # (data.md: PatternAttribution 0.030)
     assert pa[0] > ixg[0] and pgig[0] > ixg[0]
     print(f"signal / distractor mass: x*grad {ixg}, PA {pa}, PGIG {pgig}")
+
+
+def test_resnet18_learns_patterns_with_folded_batchnorm():
+    # residual additions and the average pool pass plain gradients; every BatchNorm folds into its conv
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    patterns, layers = learn(model, x, batch=1)
+    assert len(layers) == 21 and sum(layer.norm is not None for layer in layers) == 20
+    for layer in layers:
+        on = patterns.statistics[layer.name].count_pos > 0
+        wa = (layer.weight * patterns.patterns[layer.name]).flatten(1).sum(1)
+        torch.testing.assert_close(wa[on], torch.ones_like(wa[on]), rtol=0, atol=1e-8)
+    maps = get_method("pattern_guided_ig", patterns=patterns, n_steps=4).attribute(model, x, target=3)
+    assert torch.isfinite(maps).all() and maps.abs().sum() > 0
