@@ -9,17 +9,20 @@ from prefect.cache_policies import NO_CACHE
 
 from attribution.builders import build_dataset, build_model, model_hash
 from attribution.config import RunConfig
+from attribution.methods.base import get_method
+from attribution.methods.pattern_based import uses_patterns, with_patterns
 from attribution.patterns import LayerStats, PatternStatistics, Patterns, kernel_layers, solve
 from attribution.store import RunStore
-from attribution.methods.base import get_method
-from attribution.methods.pattern_based import uses_patterns
 from attribution.worker import pattern_sample_count
 from tasks.ray_pool import progress, run_pool
 
 
 def needs_patterns(cfg: RunConfig) -> bool:
-    """Whether any configured method (or a method a composite wraps) is pattern-based."""
-    return any(uses_patterns(get_method(m.name, **m.settings)) for m in cfg.methods)
+    """Whether a configured pattern method (also one inside a composite) has no patterns file of its own."""
+    return any(
+        uses_patterns(get_method(m.name, **m.settings)) and with_patterns(m.name, m.settings, "<run>") != m.settings
+        for m in cfg.methods
+    )
 
 
 def _existing(path: str, model_sha: str) -> Patterns | None:

@@ -127,3 +127,13 @@ def test_reference_methods_draw_from_the_run_pool_and_record_it(tmp_path):
     # a second worker (another actor) draws the same pool, so shards agree wherever they run
     again = ShardWorker(cfg, cfg.store.uri).references()
     assert np.array_equal(again.images.numpy(), pool.images.numpy())
+
+
+def test_a_run_learns_patterns_only_for_pattern_methods_without_a_file(tmp_path):
+    from tasks.patterns import needs_patterns
+
+    assert not needs_patterns(_config(tmp_path))
+    assert needs_patterns(_config(tmp_path, methods=[{"name": "pattern_attribution"}]))
+    assert needs_patterns(_config(tmp_path, methods=[{"name": "smoothgrad(pattern_guided_ig)"}]))
+    given = [{"name": "pattern_attribution", "settings": {"patterns": str(tmp_path / "p.npz")}}]
+    assert not needs_patterns(_config(tmp_path, methods=given))
