@@ -140,11 +140,7 @@ class ShardWorker:
             stats = accumulate(self.model, layers, torch.split(x, size))
         else:
             stats = PatternStatistics({layer.name: LayerStats.zeros(layer.weight) for layer in layers})
-        arrays: dict[str, dict[str, np.ndarray]] = {}
-        for key, value in stats.to_numpy().items():
-            layer, _, name = key.rpartition("|")
-            arrays.setdefault(layer, {})[name] = value
-        self.store.write_pattern_stats(index, arrays, n_shards)
+        self.store.write_pattern_stats(index, stats.to_numpy(), n_shards)
         return {"shard": index, "samples": len(images), "skipped": skipped}
 
     def kernel_layers(self) -> list:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -64,10 +63,7 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
     layers = kernel_layers(model, torch.zeros((1, *store.image_shape)))
     stats = PatternStatistics({layer.name: LayerStats.zeros(layer.weight) for layer in layers})
     for i in range(n_shards):  # merge in shard order: the sum does not depend on who computed what
-        arrays = store.read_pattern_stats(i)
-        stats = stats + PatternStatistics.from_numpy(
-            {f"{layer}|{name}": np.asarray(v) for layer, fields in arrays.items() for name, v in fields.items()}
-        )
+        stats = stats + PatternStatistics.from_numpy(store.read_pattern_stats(i))
     patterns = solve(stats, layers)
     patterns.meta = {"model_sha256": model_sha, "samples": total, "shards": n_shards}
     sha = patterns.save(path)

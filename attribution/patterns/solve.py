@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,9 @@ class Patterns:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"pattern|{k}": v.numpy() for k, v in self.patterns.items()}
-        arrays.update({f"stats|{k}": v for k, v in self.statistics.to_numpy().items()})
+        arrays.update({
+            f"stats|{layer}|{name}": v for layer, sums in self.statistics.to_numpy().items() for name, v in sums.items()
+        })
         arrays["meta"] = np.array(json.dumps({k: v for k, v in self.meta.items() if k != "path"}))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -74,7 +76,12 @@ class Patterns:
         with np.load(Path(path)) as data:
             arrays = {k: data[k] for k in data.files}
         patterns = {k.split("|", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("pattern|")}
-        stats = PatternStatistics.from_numpy({k.split("|", 1)[1]: v for k, v in arrays.items() if k.startswith("stats|")})
+        sums: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in arrays.items():
+            if key.startswith("stats|"):
+                _, layer, name = key.split("|")
+                sums.setdefault(layer, {})[name] = value
+        stats = PatternStatistics.from_numpy(sums)
         meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
         return cls(patterns, stats, {**meta, "path": str(path)})
 

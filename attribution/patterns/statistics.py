@@ -53,16 +53,16 @@ class PatternStatistics(dict):
             raise ValueError(f"cannot merge statistics of different layers: {sorted(set(self) ^ set(other))}")
         return PatternStatistics({k: self[k] + other[k] for k in self})
 
-    def to_numpy(self) -> dict[str, np.ndarray]:
-        return {f"{k}|{f.name}": getattr(v, f.name).numpy() for k, v in self.items() for f in fields(v)}
+    def to_numpy(self) -> dict[str, dict[str, np.ndarray]]:
+        """``layer -> sum name -> array`` (the store's layout)."""
+        return {k: {f.name: getattr(v, f.name).numpy() for f in fields(v)} for k, v in self.items()}
 
     @classmethod
-    def from_numpy(cls, arrays: dict[str, np.ndarray]) -> "PatternStatistics":
-        parts: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in arrays.items():
-            layer, _, field = key.rpartition("|")
-            parts.setdefault(layer, {})[field] = torch.from_numpy(np.asarray(value, dtype=np.float64))
-        return cls({k: LayerStats(**v) for k, v in parts.items()})
+    def from_numpy(cls, arrays: dict[str, dict[str, np.ndarray]]) -> "PatternStatistics":
+        return cls({
+            layer: LayerStats(**{name: torch.from_numpy(np.asarray(v, dtype=np.float64)) for name, v in sums.items()})
+            for layer, sums in arrays.items()
+        })
 
 
 def layer_sums(layer: KernelLayer, x: torch.Tensor, z: torch.Tensor) -> LayerStats:
