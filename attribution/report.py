@@ -54,6 +54,23 @@ class OverlaySample:
 
 
 @dataclass
+class PairedComparison:
+    """Method ``a`` against ``b`` on one output, over the samples both scored: ``win_rate`` (ties
+    count half), ``mean_diff`` oriented so that positive means ``a`` is better, with a 95 %
+    paired-bootstrap interval."""
+
+    metric: str
+    output: str
+    a: str
+    b: str
+    win_rate: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+@dataclass
 class ReportData:
     title: str
     provenance: dict[str, Any]
@@ -64,6 +81,8 @@ class ReportData:
     diagnostics: dict[str, dict[str, float]]
     counts: dict[str, dict[str, int]]
     failures: list[dict]
+    run_level: list[MetricSummary] = field(default_factory=list)
+    paired: list[PairedComparison] = field(default_factory=list)
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
@@ -81,6 +100,27 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, level: float = 0.95, se
 def summarize_scores(metric: str, output: str, method: str, values: np.ndarray, higher_is_better: bool | None) -> MetricSummary:
     mean, low, high = bootstrap_ci(values)
     return MetricSummary(metric, output, method, mean, low, high, int(np.isfinite(values).sum()), higher_is_better)
+
+
+def compare_pairs(metric: str, output: str, scores: dict[str, np.ndarray], higher_is_better: bool,
+                  n_boot: int = 1000, seed: int = 0) -> list[PairedComparison]:
+    """Every ordered pair of methods in ``scores`` (``method -> (N,)`` aligned by sample)."""
+    out = []
+    rng = np.random.default_rng(seed)
+    sign = 1.0 if higher_is_better else -1.0
+    for a, va in scores.items():
+        for b, vb in scores.items():
+            if a == b:
+                continue
+            ok = np.isfinite(va) & np.isfinite(vb)
+            d = sign * (va[ok].astype(np.float64) - vb[ok])
+            if d.size == 0:
+                continue
+            boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+            win = float(((d > 0) + 0.5 * (d == 0)).mean())
+            out.append(PairedComparison(metric, output, a, b, win, float(d.mean()),
+                                        float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)), int(d.size)))
+    return out
 
 
 def summarize_curves(metric: str, output: str, method: str, x: np.ndarray, curves: np.ndarray) -> CurveSummary:
@@ -150,6 +190,7 @@ h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}pre{background:#f7f7f7;padding:.6rem;font-size:.75rem;overflow:auto}
 .figs{display:flex;flex-wrap:wrap;gap:1rem}.note{color:#555;font-size:.85rem}
+table.paired{font-size:.72rem}td.sig{background:#eef6ee}details{margin:.3rem 0}summary{cursor:pointer}
 """
 
 
@@ -191,6 +232,46 @@ def _score_table(data: ReportData) -> str:
     return f"<table><tr><th>method</th>{head}</tr>{body}</table>"
 
 
+def _paired_tables(data: ReportData) -> str:
+    """One win-rate matrix per output: row method vs column method."""
+    if not data.paired:
+        return "<p class=note>Needs at least two methods with scores.</p>"
+    groups: dict[tuple[str, str], dict[tuple[str, str], PairedComparison]] = {}
+    for p in data.paired:
+        groups.setdefault((p.metric, p.output), {})[(p.a, p.b)] = p
+    keys = list(data.methods)
+    parts = []
+    for (metric, output), cells in sorted(groups.items()):
+        head = "".join(f"<th>{_e(k)}</th>" for k in keys)
+        rows = ""
+        for a in keys:
+            tds = ""
+            for b in keys:
+                p = cells.get((a, b))
+                if p is None:
+                    tds += "<td></td>"
+                    continue
+                sig = p.ci_low > 0 or p.ci_high < 0
+                text = f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}{'*' if sig else ''})"
+                title = f"{a} vs {b}: mean difference {p.mean_diff:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}], n={p.n}"
+                tds += f"<td title='{_e(title)}'{' class=sig' if sig else ''}>{text}</td>"
+            rows += f"<tr><td>{_e(a)}</td>{tds}</tr>"
+        parts.append(f"<details><summary>{_e(metric)} · {_e(output)}</summary>"
+                     f"<table class=paired><tr><th>row vs column</th>{head}</tr>{rows}</table></details>")
+    return "".join(parts)
+
+
+def _run_level_table(data: ReportData) -> str:
+    if not data.run_level:
+        return "<p class=note>None for these metrics.</p>"
+    rows = "".join(
+        f"<tr><td>{_e(t.method)}</td><td>{_e(t.metric)}</td><td>{_e(t.output)}</td>"
+        f"<td>{_fmt(t.mean)} [{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]</td><td>{t.n}</td></tr>"
+        for t in data.run_level
+    )
+    return f"<table><tr><th>method</th><th>metric</th><th>number</th><th>value [95 % bootstrap]</th><th>n</th></tr>{rows}</table>"
+
+
 def _dict_table(rows: dict[str, dict[str, Any]], first: str) -> str:
     cols = sorted({c for r in rows.values() for c in r})
     if not cols:
@@ -228,6 +309,11 @@ def render_report(data: ReportData) -> str:
 <body><h1>{_e(data.title)}</h1>
 <h2>Scores</h2><p class=note>Mean over samples with a 95 % percentile-bootstrap interval; best per column in bold;
 ↑ higher is better, ↓ lower is better.</p>{_score_table(data)}
+<h2>Run-level numbers</h2><p class=note>Numbers that are not means of per-sample scores (e.g. the AUC of the
+median PIC curve, as the XRAI paper reports), with a bootstrap interval over samples.</p>{_run_level_table(data)}
+<h2>Paired comparisons</h2><p class=note>Each cell: how often the row method beats the column method on the same
+samples (ties count half), and the mean paired difference (positive: row better); * and shading when the 95 %
+paired-bootstrap interval excludes 0. Hover for the interval.</p>{_paired_tables(data)}
 <h2>Curves</h2><p class=note>Mean with a ±1.96 standard-error band.</p><div class=figs>{curves or '<p class=note>No curves.</p>'}</div>
 <h2>Maps</h2><p class=note>Signed maps, red positive, blue negative; each divided by its own 99.5th percentile of |map|
 and clipped, so methods are comparable. Outlines: signal (green), distractor (orange) where the dataset has masks.</p>{overlays}

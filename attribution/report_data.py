@@ -6,11 +6,14 @@ import numpy as np
 
 from attribution.builders import build_dataset
 from attribution.config import RunConfig
+from attribution.metrics import MetricState, get_metric
 from attribution.report import (
     CurveSummary,
     MetricSummary,
     OverlaySample,
+    PairedComparison,
     ReportData,
+    compare_pairs,
     summarize_curves,
     summarize_scores,
 )
@@ -23,23 +26,30 @@ def collect_report_data(store: RunStore, cfg: RunConfig) -> ReportData:
     meta = store.meta
     table: list[MetricSummary] = []
     curves: list[CurveSummary] = []
+    run_level: list[MetricSummary] = []
+    paired: list[PairedComparison] = []
     scores = store.group.require_group("scores")
     for metric in sorted(scores.group_keys()):
+        per_output: dict[str, dict[str, np.ndarray]] = {}
+        directions: dict[str, bool | None] = {}
         for key in keys:
             if key not in scores[metric]:
                 continue
             group = scores[metric][key]
-            for output in sorted(group.array_keys()):
-                if output == "done":
-                    continue
-                arr = group[output]
-                values = arr[:]
-                hib = arr.attrs.get("higher_is_better")
+            values_by_output = {o: group[o][:] for o in sorted(group.array_keys()) if o != "done"}
+            for output, values in values_by_output.items():
+                hib = group[output].attrs.get("higher_is_better")
                 if values.ndim == 1:
                     table.append(summarize_scores(metric, output, key, values, hib))
+                    per_output.setdefault(output, {})[key] = values
+                    directions[output] = hib
                 else:
                     x = np.linspace(0.0, 1.0, values.shape[1])
                     curves.append(summarize_curves(metric, output, key, x, values))
+            run_level += _run_level(cfg, metric, key, values_by_output)
+        for output, by_method in per_output.items():
+            if directions[output] is not None and len(by_method) > 1:
+                paired += compare_pairs(metric, output, by_method, bool(directions[output]))
     return ReportData(
         title=f"pathatlas run '{cfg.name}'",
         provenance={
@@ -58,7 +68,32 @@ def collect_report_data(store: RunStore, cfg: RunConfig) -> ReportData:
         diagnostics=_diagnostics(store, keys),
         counts=store.status(),
         failures=store.failures(),
+        run_level=run_level,
+        paired=paired,
     )
+
+
+def _run_level(cfg: RunConfig, metric: str, key: str, values: dict[str, np.ndarray], n_boot: int = 200) -> list[MetricSummary]:
+    """The metric's ``compute`` numbers that are not per-sample outputs, with a bootstrap over samples."""
+    spec = next((m for m in cfg.metrics if m.name == metric), None)
+    if spec is None or not values:
+        return []
+    m = get_metric(spec.name, **spec.settings)
+    n = len(next(iter(values.values())))
+    state = MetricState(np.arange(n), values)
+    extra = {k: v for k, v in m.compute(state).items() if k not in values and np.ndim(v) == 0}
+    if not extra:
+        return []
+    rng = np.random.default_rng(0)
+    boots = [m.compute(state.take(rng.integers(0, n, n))) for _ in range(n_boot)]
+    out = []
+    for name, value in extra.items():
+        b = np.array([x[name] for x in boots], dtype=np.float64)
+        b = b[np.isfinite(b)]
+        low, high = (np.quantile(b, 0.025), np.quantile(b, 0.975)) if b.size else (np.nan, np.nan)
+        finite_rows = int(np.isfinite(next(iter(values.values()))).reshape(n, -1).all(axis=1).sum())
+        out.append(MetricSummary(metric, name, key, float(value), float(low), float(high), finite_rows, True))
+    return out
 
 
 def _diagnostics(store: RunStore, keys: list[str]) -> dict[str, dict[str, float]]:

@@ -261,6 +261,9 @@ class ShardWorker:
                 batch = self._metric_batch(loaded, pos, np.asarray(rows), maps_all, targets_all)
                 try:
                     scores = metric.score(batch)
+                    for p, reason in scores.pop("__skipped__", {}).items():  # type: ignore[union-attr]
+                        failures.append({"sample_id": loaded.samples[pos[p]].id, "sample_index": shard.start + int(rows[p]),
+                                         "stage": f"evaluate.{spec.name}", "method": key, "error": f"skipped: {reason}"})
                     for name, values in scores.items():
                         result[name][rows] = values
                 except Exception as exc:  # noqa: BLE001 - recorded for every sample of the batch
@@ -287,6 +290,8 @@ class ShardWorker:
             name: torch.from_numpy(np.stack([s.masks[name] for s in samples])).to(dev)
             for name in (samples[0].masks if samples else {})
         }
+        if "boxes" in self.store.group["samples"] and samples:
+            masks["boxes"] = torch.from_numpy(np.stack([boxes_mask(s.boxes, s.image.shape[1:]) for s in samples])).to(dev)
         return MetricBatch(
             images=torch.from_numpy(np.stack([s.image for s in samples])).to(dev),
             maps=torch.from_numpy(np.asarray(maps[rows], dtype=np.float32)).to(dev),
@@ -296,6 +301,16 @@ class ShardWorker:
             counterfactuals=cf,
             masks=masks,
         )
+
+
+def boxes_mask(boxes: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """``(K, 4)`` boxes ``x0, y0, x1, y1`` -> ``(H, W)`` bool union (a pixel is in when its centre is)."""
+    h, w = shape
+    out = np.zeros((h, w), bool)
+    ys, xs = np.arange(h)[:, None] + 0.5, np.arange(w)[None, :] + 0.5
+    for x0, y0, x1, y1 in (boxes if boxes is not None else []):
+        out |= (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+    return out
 
 
 def pattern_sample_count(config: RunConfig, dataset_size: int) -> int:

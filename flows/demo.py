@@ -47,7 +47,8 @@ def demo_config(out_dir: str = "runs/demo", n_samples: int = 96) -> dict[str, An
         ],
         "metrics": [
             {"name": "degradation", "settings": {"patch_size": 4, "n_steps": 24, "replacement": "counterfactual", "seed": 0}},
-            {"name": "localization", "settings": {"masks": ["signal", "distractor"]}},
+            {"name": "localization", "settings": {"region": "signal", "masks": ["distractor"]}},
+            {"name": "pic", "settings": {"min_pred_value": 0.5, "seed": 0}},
         ],
         # patterns are learned on a training split: the same generator with another seed
         "patterns": {

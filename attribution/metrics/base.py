@@ -53,9 +53,28 @@ class MetricBatch:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass
+class MetricState:
+    """Per-sample results of one metric for one method: global ``indices (n,)``, ``values``
+    ``output -> (n, *shape)`` float32 and the ``skipped`` samples' reasons by global index."""
+
+    indices: np.ndarray
+    values: dict[str, np.ndarray]
+    skipped: dict[int, str] = field(default_factory=dict)
+
+    def take(self, rows: np.ndarray) -> "MetricState":
+        """The state restricted to (or resampled at) positions ``rows``."""
+        return MetricState(self.indices[rows], {k: v[rows] for k, v in self.values.items()}, dict(self.skipped))
+
+
 class Metric:
     """Base class: subclasses declare ``Settings`` (a frozen dataclass), ``needs_model`` and
-    implement :meth:`outputs` and :meth:`score`."""
+    implement :meth:`outputs` and :meth:`score`.
+
+    Shards evaluate independently: ``update`` scores a batch into a :class:`MetricState`,
+    ``merge`` combines states of disjoint samples exactly (results do not depend on how a dataset
+    was split), ``compute`` gives the run-level numbers.
+    """
 
     name: ClassVar[str]
     needs_model: ClassVar[bool] = True
@@ -76,8 +95,37 @@ class Metric:
         return None
 
     def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
-        """Score one batch: ``name -> (N, *shape)`` float32 arrays, one row per sample."""
+        """Score one batch: ``name -> (N, *shape)`` float32 arrays, one row per sample (NaN where
+        undefined). A metric that skips samples adds ``"__skipped__": {row: reason}``."""
         raise NotImplementedError
+
+    def update(self, state: MetricState | None, batch: MetricBatch) -> MetricState:
+        """``state`` plus the scores of ``batch``."""
+        scores = dict(self.score(batch))
+        skipped = scores.pop("__skipped__", {})
+        indices = np.asarray(batch.indices, dtype=np.int64)
+        new = MetricState(indices, {k: np.asarray(v) for k, v in scores.items()},
+                          {int(indices[i]): str(r) for i, r in skipped.items()})  # type: ignore[union-attr]
+        return new if state is None else self.merge(state, new)
+
+    @staticmethod
+    def merge(a: MetricState, b: MetricState) -> MetricState:
+        """The union of two states over disjoint samples, ordered by global index."""
+        overlap = np.intersect1d(a.indices, b.indices)
+        if overlap.size:
+            raise ValueError(f"cannot merge metric states that both hold samples {overlap[:5].tolist()}")
+        indices = np.concatenate([a.indices, b.indices])
+        order = np.argsort(indices, kind="stable")
+        values = {k: np.concatenate([a.values[k], b.values[k]])[order] for k in a.values}
+        return MetricState(indices[order], values, {**a.skipped, **b.skipped})
+
+    def compute(self, state: MetricState) -> dict[str, Any]:
+        """Run-level numbers: the NaN-ignoring mean of every output (a mean curve for curves)."""
+        out: dict[str, Any] = {}
+        for name, values in state.values.items():
+            finite = values[np.isfinite(values).reshape(len(values), -1).all(axis=1)]
+            out[name] = finite.mean(axis=0) if len(finite) else np.full(values.shape[1:], np.nan)
+        return out
 
 
 def get_metric(name: str, **settings: Any) -> Metric:

@@ -1,50 +1,102 @@
-"""Localization against ground-truth masks: the share of attribution mass each mask holds."""
+"""Localization against ground truth: pixel ROC-AUC, pointing game and relevance mass.
+
+The ground-truth region is a dataset mask (``signal`` on the synthetic benchmark) or the union of
+the sample's boxes (``region: boxes``; a pixel belongs to a box when its centre lies inside it).
+Scores use ``|map|`` of the stored (channel-summed) map:
+
+- ``roc_auc``: the Mann–Whitney ROC-AUC of ``|map|`` as a pixel score for "inside the region"
+  (ties count half) — the Guided IG paper's "weak localization" as far as its description goes
+  (methods.md §9.4: no reference code exists; these choices are ours);
+- ``pointing_game``: the share of the map's maximal pixels that fall inside the region grown by
+  ``tolerance`` pixels (1 or 0 when the maximum is unique; Zhang et al. use 15 px at 224);
+- ``mass_<region>``: the share of ``|map|`` inside the region, and ``mass_<m>`` for every mask in
+  ``masks`` (e.g. the distractor, where less is better).
+
+Undefined cases are NaN: an all-zero map (mass), a constant map (pointing game), an empty region
+(all three; e.g. a photo without boxes) and a region covering the whole image (ROC-AUC, pointing
+game).
+
+References: Kapishnikov et al., "Guided Integrated Gradients", CVPR 2021 (weak localization);
+Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016 (pointing game);
+Arras, Osman & Samek, "CLEVR-XAI", Information Fusion 2022 (relevance mass).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import binary_dilation
+from scipy.stats import rankdata
 
 from attribution.metrics.base import Metric, MetricBatch, Output, register_metric
+from attribution.registry import check_positive
 
 
 @register_metric("localization")
 class Localization(Metric):
-    """Per sample and mask ``m``: ``mass_<m> = sum_{p in m} |map_p| / sum_p |map_p|`` (NaN for an
-    all-zero map).
-
-    On the synthetic benchmark ``mass_signal`` should be high and ``mass_distractor`` low (the
-    distractor is independent of the label; data.md §5.3). ``avoid`` names the masks where less
-    mass is better.
-
-    References: Arras, Osman & Samek, "CLEVR-XAI: A benchmark dataset for the ground truth
-    evaluation of neural network explanations", Information Fusion 2022 (relevance mass accuracy).
-    """
+    """Per sample: ``roc_auc``, ``pointing_game``, ``mass_<region>`` and ``mass_<m>`` for ``masks``."""
 
     needs_model = False
 
     @dataclass(frozen=True)
     class Settings:
-        masks: tuple[str, ...] = ("signal", "distractor")
-        avoid: tuple[str, ...] = ("distractor",)
+        region: str = "signal"
+        masks: tuple[str, ...] = ("distractor",)
+        tolerance: int = 0
+
+        def __post_init__(self) -> None:
+            check_positive("tolerance", self.tolerance, allow_zero=True, integer=True)
 
     def outputs(self, image_shape: tuple[int, int, int]) -> dict[str, Output]:
-        return {
-            f"mass_{name}": Output((), name not in self.settings.avoid, f"share of |map| inside the {name!r} mask")
-            for name in self.settings.masks
+        r = self.settings.region
+        out = {
+            "roc_auc": Output((), True, f"pixel ROC-AUC of |map| against the {r!r} region"),
+            "pointing_game": Output((), True, f"share of the map's maxima inside the {r!r} region (tolerance {self.settings.tolerance} px)"),
+            f"mass_{r}": Output((), True, f"share of |map| inside the {r!r} region"),
         }
+        for m in self.settings.masks:
+            out[f"mass_{m}"] = Output((), False, f"share of |map| inside the {m!r} mask (less is better)")
+        return out
 
     def applicable(self, has_counterfactual: bool, mask_names: tuple[str, ...], has_boxes: bool) -> str | None:
-        missing = [m for m in self.settings.masks if m not in mask_names]
-        return f"the dataset has no mask(s) {missing} (it has {list(mask_names)})" if missing else None
+        available = set(mask_names) | ({"boxes"} if has_boxes else set())
+        missing = [m for m in (self.settings.region, *self.settings.masks) if m not in available]
+        return f"the dataset has no {missing} (it has {sorted(available) or 'no masks or boxes'})" if missing else None
 
     def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
-        magnitude = batch.maps.abs().double().flatten(1)
-        total = magnitude.sum(1)
-        out = {}
-        for name in self.settings.masks:
-            inside = (magnitude * batch.masks[name].flatten(1).double()).sum(1)
-            share = inside / total.clamp_min(1e-300)
-            out[f"mass_{name}"] = np.where(total.cpu().numpy() > 0, share.cpu().numpy(), np.nan).astype(np.float32)
+        s = self.settings
+        maps = batch.maps.abs().double().cpu().numpy()
+        region = batch.masks[s.region].cpu().numpy().astype(bool)
+        grown = region
+        if s.tolerance:
+            structure = np.ones((1, 2 * s.tolerance + 1, 2 * s.tolerance + 1), bool)
+            grown = binary_dilation(region, structure=structure)
+        n = len(maps)
+        out = {name: np.full(n, np.nan, np.float32) for name in self.outputs((0, 0, 0))}
+        for i in range(n):
+            m, r = maps[i].ravel(), region[i].ravel()
+            out[f"mass_{s.region}"][i] = mass(m, r) if r.any() else np.nan
+            for name in s.masks:
+                out[f"mass_{name}"][i] = mass(m, batch.masks[name][i].cpu().numpy().ravel().astype(bool))
+            out["roc_auc"][i] = roc_auc(m, r)
+            if 0 < r.sum() < r.size and m.max() > m.min():
+                top = m == m.max()
+                out["pointing_game"][i] = grown[i].ravel()[top].mean()
         return out
+
+
+def mass(values: np.ndarray, inside: np.ndarray) -> float:
+    """Share of ``values`` (non-negative) inside the boolean mask; NaN when they sum to 0."""
+    total = values.sum()
+    return float(values[inside].sum() / total) if total > 0 else float("nan")
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Mann–Whitney ROC-AUC with average ranks for ties; NaN without positives or negatives."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -3,9 +3,9 @@
 A *kernel layer* is an ``nn.Linear`` or ``nn.Conv2d``; a ``BatchNorm2d`` applied directly to a
 convolution's output is folded into it (``w' = w * s``, ``b' = (b - mean) * s + beta`` with
 ``s = gamma / sqrt(var + eps)``), which is how ResNet-style models become PatternNet-style ones.
-Every other leaf module must be one whose gradient is passed through unchanged (ReLU gates,
-max-pool routing, average pools, flatten, dropout, per-channel normalisation); anything else is
-refused with its name and type. Residual additions and other functional operations inside
+Every other leaf module must be one whose gradient is passed through unchanged (ReLU / ReLU6 gates,
+max-pool routing, average pools, zero padding, flatten, dropout, per-channel normalisation);
+anything else is refused with its name and type. Residual additions and other functional operations inside
 container modules pass plain gradients.
 """
 
@@ -21,8 +21,8 @@ from attribution.models.wrapper import Normalize
 
 KERNELS = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (
-    nn.ReLU, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
-    nn.Identity, Normalize,
+    nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
+    nn.Identity, nn.ZeroPad2d, Normalize,
 )
 
 
@@ -41,6 +41,15 @@ class KernelLayer:
     weight: torch.Tensor
     bias: torch.Tensor
     scale: torch.Tensor
+    pre: nn.Module | None = None
+
+    def kernel_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the kernel really multiplies: ``x`` after the module's own child modules.
+
+        A Conv2d subclass with children (the "static same padding" convolutions of EfficientNet
+        ports) applies them to its input before convolving; they are assumed to run in order.
+        """
+        return x if self.pre is None else self.pre(x)
 
     @property
     def output_module(self) -> nn.Module:
@@ -56,21 +65,19 @@ def kernel_layers(model: nn.Module, example: torch.Tensor) -> list[KernelLayer]:
     if not isinstance(model, nn.Module):
         raise ValueError("patterns need an nn.Module model")
     names = {m: n for n, m in model.named_modules()}
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None and name and not isinstance(module, KERNELS + PASS_THROUGH + (nn.BatchNorm2d,)):
-            raise ValueError(
-                f"pattern methods cannot pass layer {name!r} of type {type(module).__name__}: supported are "
-                "Linear, Conv2d (with a BatchNorm2d right after it), ReLU, max and average pools, Flatten, Dropout"
-            )
     produced_by: dict[int, nn.Module] = {}
     calls: list[tuple[nn.Module, nn.Module | None]] = []
 
+    identities: set[nn.Module] = set()
+
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
         calls.append((module, produced_by.get(id(inputs[0])) if inputs else None))
+        if inputs and output is inputs[0]:
+            identities.add(module)  # returns its input object: an identity whatever its class
         if isinstance(output, torch.Tensor):
             produced_by[id(output)] = module
 
-    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    leaves = [m for m in model.modules() if next(m.children(), None) is None or isinstance(m, KERNELS)]
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
         with torch.no_grad():
@@ -78,6 +85,13 @@ def kernel_layers(model: nn.Module, example: torch.Tensor) -> list[KernelLayer]:
     finally:
         for h in handles:
             h.remove()
+    for module, _ in calls:
+        if not isinstance(module, KERNELS + PASS_THROUGH + (nn.BatchNorm2d,)) and module not in identities:
+            raise ValueError(
+                f"pattern methods cannot pass layer {names[module]!r} of type {type(module).__name__}: supported are "
+                "Linear, Conv2d (with a BatchNorm2d right after it), ReLU, ReLU6, max and average pools, zero padding, "
+                "Flatten, Dropout and identities"
+            )
     layers: list[KernelLayer] = []
     folded: dict[nn.Module, nn.BatchNorm2d] = {}
     for module, source in calls:
@@ -109,4 +123,6 @@ def _fold(name: str, module: nn.Module, norm: nn.BatchNorm2d | None, names: dict
         scale = gamma / torch.sqrt(norm.running_var.double() + norm.eps)
         b = (b - norm.running_mean.double()) * scale + beta
         w = w * scale.view(-1, *([1] * (w.ndim - 1)))
-    return KernelLayer(name, module, names[norm] if norm is not None else None, norm, w, b, scale)
+    children = list(module.children())
+    pre = nn.Sequential(*children) if children else None
+    return KernelLayer(name, module, names[norm] if norm is not None else None, norm, w, b, scale, pre)

@@ -22,22 +22,28 @@ KINDS = ("net", "attribution")
 
 
 class _PatternGrad(torch.autograd.Function):
-    """Identity on the layer's (detached) output; the gradient goes to the input through ``kernel``."""
+    """Identity on the layer's (detached) output; the gradient goes to the input through ``kernel``
+    (and back through the module's own child modules, ``pre``, when it has any)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor, conv: Any) -> torch.Tensor:
-        ctx.x_shape, ctx.conv = x.shape, conv
-        ctx.save_for_backward(kernel)
+    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor, conv: Any, pre: Any) -> torch.Tensor:
+        ctx.conv, ctx.pre = conv, pre
+        ctx.kernel_shape = pre(x).shape if pre is not None else x.shape
+        ctx.save_for_backward(kernel, x)
         return out.clone()  # a copy, not a view: in-place ReLUs downstream must not see a Function's view
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        (kernel,) = ctx.saved_tensors
+        kernel, x = ctx.saved_tensors
         if ctx.conv is None:
             g = grad @ kernel
         else:
-            g = conv2d_input(ctx.x_shape, kernel, grad, **ctx.conv)
-        return g, None, None, None
+            g = conv2d_input(ctx.kernel_shape, kernel, grad, **ctx.conv)
+        if ctx.pre is not None:
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(ctx.pre(leaf), leaf, g)
+        return g, None, None, None, None
 
 
 def backward_kernel(layer: KernelLayer, pattern: torch.Tensor, kind: str) -> torch.Tensor:
@@ -79,17 +85,17 @@ class PatternRule:
             if isinstance(layer.module, nn.Conv2d):
                 m = layer.module
                 conv = dict(stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
-            self.entries.append((layer.module, kernel, conv))
+            self.entries.append((layer.module, kernel, conv, layer.pre))
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Within the block, the kernel layers' input gradients follow the rule."""
         handles = []
         try:
-            for module, kernel, conv in self.entries:
+            for module, kernel, conv, pre in self.entries:
 
-                def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv) -> torch.Tensor:
-                    return _PatternGrad.apply(inputs[0], output.detach(), kernel, conv)
+                def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv, pre=pre) -> torch.Tensor:
+                    return _PatternGrad.apply(inputs[0], output.detach(), kernel, conv, pre)
 
                 handles.append(module.register_forward_hook(hook))
             yield

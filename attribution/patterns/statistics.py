@@ -67,7 +67,9 @@ class PatternStatistics(dict):
 
 def layer_sums(layer: KernelLayer, x: torch.Tensor, z: torch.Tensor) -> LayerStats:
     """One batch's sums for ``layer`` from its input ``x`` and output ``z`` (after any folded BatchNorm)."""
-    x64, w = x.detach().double(), layer.weight.to(x.device)
+    with torch.no_grad():
+        x = layer.kernel_input(x.detach())
+    x64, w = x.double(), layer.weight.to(x.device)
     mask = (z.detach() > 0).double()
     if isinstance(layer.module, nn.Linear):
         x64 = x64.reshape(-1, w.shape[1])

@@ -1,0 +1,188 @@
+"""Performance Information Curves (SIC and AIC) as PAIR saliency's ``metrics/pic.py`` computes them.
+
+Per image: a random 1 % of pixels (seeded by the image's global index, so every method sees the
+same mask) plus the corners is the "fully blurred" start; for each threshold t the top t of
+``|map|`` is added to the known pixels and the rest is filled by linear (Delaunay) interpolation.
+The information axis is the size of the lossless-WebP encoding, normalised between the blurred
+start and the original; the performance axis is the target's softmax probability (SIC) or
+"predicted class == target" (AIC), normalised the same way, clipped to [0, 1] and (by default)
+kept monotone. Curves are resampled on ``num_data_points`` + 1 points of [0, 1]. Images the
+reference would skip (prediction below ``min_pred_value``, a blurred start that is not less
+informative or not less predictive than the original) get NaN and a recorded reason.
+
+SIC and AIC share one set of reconstructions and one batched prediction.
+
+References: Kapishnikov, Bolukbasi, Viégas & Terry, "XRAI: Better Attributions Through Regions",
+ICCV 2019; PAIR saliency ``saliency/metrics/pic.py`` (methods.md §9.1).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import interpolate
+
+from attribution.metrics.base import Metric, MetricBatch, MetricState, Output, register_metric
+from attribution.registry import SettingsError, check_choice
+
+THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.10, 0.13, 0.21, 0.34, 0.5, 0.75)
+
+
+def random_mask(height: int, width: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``(H, W)`` bool with exactly ``int(H * W * fraction)`` pixels set, drawn without replacement."""
+    mask = np.zeros((height, width), dtype=bool)
+    idx = rng.choice(mask.size, replace=False, size=int(mask.size * fraction))
+    mask[np.unravel_index(idx, mask.shape)] = True
+    return mask
+
+
+def blurred_image(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``(H, W[, C])`` image with the pixels outside ``known`` (``(H, W)`` bool; corners always
+    added) filled by linear interpolation, or the channel mean outside the convex hull."""
+    dtype, gray = image.dtype, image.ndim == 2
+    img = image[..., None] if gray else image
+    known = known.copy()
+    h, w = known.shape
+    known[[0, 0, h - 1, h - 1], [0, w - 1, 0, w - 1]] = True
+    if known.all():
+        return image
+    mean = img.mean(axis=(0, 1))
+    out = img * known[..., None].astype(np.float32)
+    points, unknown = np.argwhere(known), np.argwhere(~known)
+    # one triangulation for all channels (the reference triangulates once per channel: same values)
+    values = interpolate.LinearNDInterpolator(points, img[tuple(points.T)].astype(np.float64), fill_value=np.nan)(unknown)
+    values = np.where(np.isnan(values), mean[None, :], values)
+    out[tuple(unknown.T)] = values
+    out = out[..., 0] if gray else out
+    if np.issubdtype(dtype, np.integer):
+        out = np.round(out)
+    return out.astype(dtype)
+
+
+def webp_size(image: np.ndarray) -> int:
+    """Bytes of the lossless WebP encoding of a uint8 image: the information proxy."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="webp", lossless=True, quality=100)
+    return buf.tell()
+
+
+def pic_curve(
+    entropies: np.ndarray, preds: np.ndarray, e0: float, e_orig: float, p0: float, p_orig: float,
+    keep_monotonous: bool, num_data_points: int,
+) -> np.ndarray:
+    """``(T,) x2 -> (num_data_points + 1,)`` curve y on ``x = linspace(0, 1, n, endpoint=False) + [1]``."""
+    x = np.clip((entropies - e0) / (e_orig - e0), 0.0, 1.0)
+    y = np.clip((preds - p0) / (p_orig - p0), 0.0, 1.0)
+    if keep_monotonous:
+        y = np.maximum.accumulate(y)
+    f = interpolate.interp1d(np.concatenate([x, [0.0, 1.0]]), np.concatenate([y, [0.0, 1.0]]))
+    grid = np.linspace(0.0, 1.0, num_data_points, endpoint=False)
+    return np.append(f(grid), 1.0)
+
+
+def curve_grid(num_data_points: int) -> np.ndarray:
+    return np.append(np.linspace(0.0, 1.0, num_data_points, endpoint=False), 1.0)
+
+
+def aggregate_curves(curves: np.ndarray, method: str = "median") -> tuple[np.ndarray, float]:
+    """``(n, P)`` per-image curves -> pointwise median/mean curve and its trapezoid AUC (NaN rows ignored)."""
+    rows = curves[~np.isnan(curves).any(axis=1)]
+    if len(rows) == 0:
+        return np.full(curves.shape[1], np.nan), float("nan")
+    agg = np.median(rows, axis=0) if method == "median" else rows.mean(axis=0)
+    return agg, float(np.trapezoid(agg, curve_grid(curves.shape[1] - 1)))
+
+
+@register_metric("pic")
+class PIC(Metric):
+    """Per sample: curves ``sic`` and ``aic`` ``(num_data_points + 1,)`` and their areas
+    ``sic_auc``, ``aic_auc`` (higher is better). The run-level numbers of the XRAI paper are the AUC
+    of the pointwise ``aggregation`` (median) of the per-image curves (see :func:`aggregate_curves`)."""
+
+    needs_model = True
+
+    @dataclass(frozen=True)
+    class Settings:
+        thresholds: tuple[float, ...] = THRESHOLDS
+        random_fraction: float = 0.01
+        min_pred_value: float = 0.5
+        keep_monotonous: bool = True
+        num_data_points: int = 1000
+        aggregation: str = "median"
+        seed: int = 0
+
+        def __post_init__(self) -> None:
+            t = list(self.thresholds)
+            if not t or t != sorted(t) or t[0] <= 0 or t[-1] >= 1:
+                raise SettingsError(f"setting thresholds={self.thresholds!r} must be ascending values in (0, 1)")
+            if not 0 <= self.random_fraction < 1:
+                raise SettingsError(f"setting random_fraction={self.random_fraction!r} must be in [0, 1)")
+            check_choice("aggregation", self.aggregation, ("median", "mean"))
+
+    def outputs(self, image_shape: tuple[int, int, int]) -> dict[str, Output]:
+        n = self.settings.num_data_points + 1
+        return {
+            "sic": Output((n,), None, "softmax information curve (normalised probability vs normalised WebP size)"),
+            "aic": Output((n,), None, "accuracy information curve"),
+            "sic_auc": Output((), True, "area under the SIC"),
+            "aic_auc": Output((), True, "area under the AIC"),
+        }
+
+    def compute(self, state: MetricState) -> dict[str, Any]:
+        """Means, plus ``<sic|aic>_aggregate_auc``: the AUC of the pointwise median (``aggregation``)
+        of the per-image curves — the number the XRAI paper reports."""
+        out = super().compute(state)
+        for name in ("sic", "aic"):
+            out[f"{name}_aggregate_auc"] = aggregate_curves(state.values[name], self.settings.aggregation)[1]
+        return out
+
+    def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
+        s = self.settings
+        images = (batch.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        saliency = batch.maps.abs().double().cpu().numpy()
+        n, h, w = saliency.shape
+        recon, entropies = [], np.zeros((n, len(s.thresholds) + 2))
+        for i in range(n):
+            rng = np.random.default_rng([s.seed, int(batch.indices[i])])  # same mask for every method
+            start = random_mask(h, w, s.random_fraction, rng)
+            stack = [images[i], blurred_image(images[i], start)]
+            for t in s.thresholds:
+                stack.append(blurred_image(images[i], (saliency[i] >= np.quantile(saliency[i], 1 - t)) | start))
+            recon.append(np.stack(stack))
+            entropies[i] = [webp_size(im) for im in stack]
+        x = torch.from_numpy(np.concatenate(recon)).permute(0, 3, 1, 2).float().div(255).to(batch.images.device)
+        probs = batch.predict(x).reshape(n, len(s.thresholds) + 2, -1)
+        target = batch.targets.view(-1, 1).to(probs.device)
+        sic = probs.gather(2, target[:, :, None].expand(-1, probs.shape[1], 1))[..., 0].double().cpu().numpy()
+        aic = (probs.argmax(2) == target).double().cpu().numpy()
+        out = {k: np.full((n, *o.shape), np.nan, np.float32) for k, o in self.outputs((3, h, w)).items()}
+        skipped: dict[int, str] = {}
+        for name, preds in (("sic", sic), ("aic", aic)):
+            for i in range(n):
+                reason = _skip_reason(entropies[i], preds[i], s.min_pred_value)
+                if reason:
+                    skipped[i] = f"{skipped[i]}; " if i in skipped else ""
+                    skipped[i] += f"{name.upper()}: {reason}"
+                    continue
+                curve = pic_curve(entropies[i, 2:], preds[i, 2:], entropies[i, 1], entropies[i, 0], preds[i, 1],
+                                  preds[i, 0], s.keep_monotonous, s.num_data_points)
+                out[name][i] = curve
+                out[f"{name}_auc"][i] = np.trapezoid(curve, curve_grid(s.num_data_points))
+        out["__skipped__"] = skipped  # type: ignore[assignment]
+        return out
+
+
+def _skip_reason(entropy: np.ndarray, pred: np.ndarray, min_pred_value: float) -> str | None:
+    """Why the reference would skip this image (``ComputePicMetricError``), or ``None``."""
+    if pred[0] < min_pred_value:
+        return f"prediction on the original {pred[0]:.3f} is below min_pred_value {min_pred_value}"
+    if entropy[1] >= entropy[0]:
+        return f"the blurred start is not less informative than the original ({entropy[1]:.0f} >= {entropy[0]:.0f} bytes)"
+    if pred[1] >= pred[0]:
+        return f"the prediction on the blurred start is not lower ({pred[1]:.3f} >= {pred[0]:.3f})"
+    return None
