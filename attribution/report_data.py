@@ -166,5 +166,22 @@ def markdown_table(data: ReportData) -> str:
     return "\n".join(lines)
 
 
+def markdown_run_level(data: ReportData) -> str:
+    """Run-level numbers (e.g. PIC's median-curve AUC) as Markdown."""
+    lines = ["| method | metric | number | value [95 % bootstrap] |", "|---|---|---|---|"]
+    lines += [f"| {t.method} | {t.metric} | {t.output} | {t.mean:.3f} [{t.ci_low:.3f}, {t.ci_high:.3f}] |" for t in data.run_level]
+    return "\n".join(lines)
+
+
+def markdown_paired(data: ReportData) -> str:
+    """Paired comparisons as Markdown rows: A vs B, win rate and mean difference with its interval."""
+    lines = ["| metric.output | A | B | A wins | mean diff (A better > 0) [95 %] | n |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {p.metric}.{p.output} | {p.a} | {p.b} | {100 * p.win_rate:.0f}% | {p.mean_diff:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}] | {p.n} |"
+        for p in data.paired if p.a < p.b
+    ]
+    return "\n".join(lines)
+
+
 def _hib(data: ReportData, metric: str, output: str) -> bool:
     return bool(next(t.higher_is_better for t in data.table if (t.metric, t.output) == (metric, output)))

@@ -16,6 +16,18 @@ from tests.flows.conftest import small_config
 pytestmark = [pytest.mark.flow, pytest.mark.ray]
 
 
+def _artifact_keys() -> set[str]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts() if a.key}
+
+    return asyncio.run(read())
+
+
 def _chunk_mtimes(store_path: Path, key: str) -> dict[str, int]:
     root = store_path / "maps" / key / "c"
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
@@ -44,6 +56,7 @@ def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
 
     html = Path(result["report"]).read_text()
     assert "ig" in html and "gradient" in html and "data:image/png;base64," in html
+    assert {"flowtest-scores", "flowtest-run-level", "flowtest-paired"} <= _artifact_keys()
 
     # A second run finds everything done and computes nothing.
     again = explain(config, show_progress=False)
