@@ -166,8 +166,15 @@ class ShardWorker:
                 rows_ok, result, errors = self._explain(method, x, targets, loaded)
                 seconds = (time.perf_counter() - started) / max(len(loaded.rows), 1)
                 if result is not None:
-                    reduced = reduce_channels(result.maps, self.config.store.channel_reduction)
-                    maps[loaded.rows[rows_ok]] = reduced.cpu().numpy()
+                    reduced = reduce_channels(result.maps, self.config.store.channel_reduction).cpu().numpy()
+                    bad = ~np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
+                    reduced[bad] = np.nan  # a map with inf/NaN is no map: stored as missing, recorded below
+                    for i in np.flatnonzero(bad):
+                        p = int(rows_ok[i])
+                        errors.append({"sample_id": loaded.samples[p].id, "sample_index": shard.start + int(loaded.rows[p]),
+                                       "stage": "attribute", "method": method.name,
+                                       "error": "the map has non-finite values (overflow or NaN in the method)"})
+                    maps[loaded.rows[rows_ok]] = reduced
                     for name, values in result.diagnostics.items():
                         diag.setdefault(name, np.full(shard.size, np.nan, np.float32))[loaded.rows[rows_ok]] = (
                             values.float().cpu().numpy()
@@ -255,6 +262,7 @@ class ShardWorker:
             result = {name: np.full((shard.size, *o.shape), np.nan, np.float32) for name, o in outputs.items()}
             failures = [dict(f, method=key, stage="evaluate") for f in loaded.failures]
             maps_all = self.store.group[f"maps/{key}"][shard.start : shard.stop]
+            # samples without a usable map or target already have a failure record from the attribute stage
             rows = [r for r in loaded.rows if np.isfinite(maps_all[r]).all() and targets_all[r] >= 0]
             if rows:
                 pos = [int(np.where(loaded.rows == r)[0][0]) for r in rows]

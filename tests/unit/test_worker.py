@@ -137,3 +137,24 @@ def test_a_run_learns_patterns_only_for_pattern_methods_without_a_file(tmp_path)
     assert needs_patterns(_config(tmp_path, methods=[{"name": "smoothgrad(pattern_guided_ig)"}]))
     given = [{"name": "pattern_attribution", "settings": {"patterns": str(tmp_path / "p.npz")}}]
     assert not needs_patterns(_config(tmp_path, methods=given))
+
+
+def test_a_map_with_non_finite_values_is_stored_missing_and_recorded(tmp_path, monkeypatch):
+    from attribution.methods.gradient import Gradient
+
+    cfg = _config(tmp_path, methods=[{"name": "gradient"}])
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+    explain = Gradient.explain
+
+    def overflowing(self, *args, **kwargs):
+        result = explain(self, *args, **kwargs)
+        result.maps[1, 0, 0, 0] = float("inf")  # e.g. a pattern backward that overflowed
+        return result
+
+    monkeypatch.setattr(Gradient, "explain", overflowing)
+    worker.attribute_shard(0, ["gradient"])
+    maps = zarr.open_group(cfg.store.uri, mode="r")["maps/gradient"][:4]
+    assert np.isnan(maps[1]).all() and np.isfinite(maps[[0, 2, 3]]).all()
+    [record] = RunStore.open(cfg.store.uri).failures()
+    assert record["sample_index"] == 1 and "non-finite" in record["error"] and record["method"] == "gradient"
