@@ -35,6 +35,7 @@ class _PatternGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
         kernel, x = ctx.saved_tensors
+        kernel = kernel.to(grad.dtype)  # under bf16 autocast the incoming gradient is bf16
         if ctx.conv is None:
             g = grad @ kernel
         else:
@@ -42,8 +43,8 @@ class _PatternGrad(torch.autograd.Function):
         if ctx.pre is not None:
             with torch.enable_grad():
                 leaf = x.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(ctx.pre(leaf), leaf, g)
-        return g, None, None, None, None
+                (g,) = torch.autograd.grad(ctx.pre(leaf), leaf, g.to(leaf.dtype))
+        return g.to(x.dtype), None, None, None, None
 
 
 def backward_kernel(layer: KernelLayer, pattern: torch.Tensor, kind: str) -> torch.Tensor:

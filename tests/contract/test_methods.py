@@ -141,3 +141,12 @@ def test_composite_names_are_checked():
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         get_method("smoothgrad(nope)")
     assert get_method("smoothgrad(smoothgrad(gradient))", n_samples=2).describe()["method"] == "smoothgrad(smoothgrad(gradient))"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_in_the_gpu_engine_configuration(name, tiny_cnn, images, target, pool):
+    # bf16 autocast + channels-last, the settings a GPU run uses, exercised on the CPU
+    engine = GradientEngine(tiny_cnn, EngineOptions(precision="bf16", channels_last=True, batch_size=7))
+    maps = run(name, engine, images, target, pool)
+    reference = run(name, tiny_cnn, images, target, pool)
+    assert maps.shape == reference.shape and maps.dtype == torch.float32 and torch.isfinite(maps).all()
