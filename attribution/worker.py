@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ class ShardWorker:
         self.store = RunStore.open(store_uri, self.config.store.storage_options)
         self._shards = {s.index: s for s in self.store.shards()}
         self._references: References | None = None
+        self._loader = ThreadPoolExecutor(max_workers=max(2, self.config.compute.cpus_per_actor * 2), thread_name_prefix="load")
         self._pattern_dataset: Any = None
         self._layers: list | None = None
 
@@ -90,7 +92,8 @@ class ShardWorker:
         """Load a shard's samples; a bad sample becomes a failure record, never a crash."""
         rows, samples, failures = [], [], []
         expected = tuple(self.store.image_shape)
-        for row, index in enumerate(range(shard.start, shard.stop)):
+
+        def load_one(index: int) -> Sample | BaseException:
             try:
                 sample = self.dataset.load(index)
                 image = np.asarray(sample.image, dtype=np.float32)
@@ -101,11 +104,18 @@ class ShardWorker:
                 if self.config.target == "label" and sample.label < 0:
                     raise SampleError(sample.id, "target 'label' was asked for but the sample has no label")
                 sample.image = image
+                return sample
             except Exception as exc:  # noqa: BLE001 - quarantined, with the reason
-                failures.append(_failure(self.dataset.sample_id(index), index, stage, "*", exc))
+                return exc
+
+        # decoding and resizing release the GIL: a few threads keep the engine fed
+        indices = list(range(shard.start, shard.stop))
+        for row, (index, loaded) in enumerate(zip(indices, self._loader.map(load_one, indices))):
+            if isinstance(loaded, BaseException):
+                failures.append(_failure(self.dataset.sample_id(index), index, stage, "*", loaded))
                 continue
             rows.append(row)
-            samples.append(sample)
+            samples.append(loaded)
         return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures)
 
     # -- pattern statistics ------------------------------------------------------------------

@@ -32,12 +32,13 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--shard-size", type=int, default=256)
+    parser.add_argument("--shard-size", type=int, default=None, help="default: n/8 (at most 256), so every actor gets shards")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     n = args.n_images or (10_000 if cuda else 256)
     size = args.size or (224 if cuda else 64)
     device = "cuda" if cuda else "cpu"
+    shard = args.shard_size or max(8, min(256, n // 8))
     settings = {"n_steps": args.steps}
     from flows.explain import attribute, plan
 
@@ -47,7 +48,7 @@ def main() -> None:
             "dataset": {"kind": "synthetic", "n_samples": n, "image_size": size, "seed": 3},
             "model": {"kind": "demo"},
             "methods": [{"name": "integrated_gradients", "key": "ig", "settings": settings}],
-            "store": {"uri": f"{tmp}/store.zarr", "shard_size": args.shard_size},
+            "store": {"uri": f"{tmp}/store.zarr", "shard_size": shard},
             "compute": {"device": "auto", "n_actors": 1 if cuda else 2},
         }
         plan(cfg)
@@ -62,8 +63,8 @@ def main() -> None:
     method = get_method("integrated_gradients", **settings)
     target = None  # the predicted class, as the pipeline explains
     start = time.perf_counter()
-    for i in range(0, n, args.shard_size):
-        method.attribute(engine, x[i : i + args.shard_size], target=target)
+    for i in range(0, n, shard):
+        method.attribute(engine, x[i : i + shard], target=target)
     if cuda:
         torch.cuda.synchronize()
     engine_s = time.perf_counter() - start

@@ -74,3 +74,12 @@ def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="output='probability'"):
         engine.for_each_gradient(1, lambda i: torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
                                  lambda *a: None, output="probability")
+
+
+@pytest.mark.slow
+def test_really_compiled_engine_gives_the_eager_maps(tiny_cnn, images):
+    # torch.compile with inductor on the CPU (about 20 s): the same graph a GPU run compiles
+    method = get_method("integrated_gradients", n_steps=8)
+    compiled = method.attribute(GradientEngine(tiny_cnn, EngineOptions(compile=True, batch_size=8)), images, target=1)
+    eager = method.attribute(tiny_cnn, images, target=1)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
