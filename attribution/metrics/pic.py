@@ -161,19 +161,18 @@ class PIC(Metric):
         sic = probs.gather(2, target[:, :, None].expand(-1, probs.shape[1], 1))[..., 0].double().cpu().numpy()
         aic = (probs.argmax(2) == target).double().cpu().numpy()
         out = {k: np.full((n, *o.shape), np.nan, np.float32) for k, o in self.outputs((3, h, w)).items()}
-        skipped: dict[int, str] = {}
+        skipped: dict[int, list[str]] = {}
         for name, preds in (("sic", sic), ("aic", aic)):
             for i in range(n):
                 reason = _skip_reason(entropies[i], preds[i], s.min_pred_value)
                 if reason:
-                    skipped[i] = f"{skipped[i]}; " if i in skipped else ""
-                    skipped[i] += f"{name.upper()}: {reason}"
+                    skipped.setdefault(i, []).append(f"{name.upper()}: {reason}")
                     continue
                 curve = pic_curve(entropies[i, 2:], preds[i, 2:], entropies[i, 1], entropies[i, 0], preds[i, 1],
                                   preds[i, 0], s.keep_monotonous, s.num_data_points)
                 out[name][i] = curve
                 out[f"{name}_auc"][i] = np.trapezoid(curve, curve_grid(s.num_data_points))
-        out["__skipped__"] = skipped  # type: ignore[assignment]
+        out["__skipped__"] = {i: "; ".join(r) for i, r in skipped.items()}  # type: ignore[assignment]
         return out
 
 
