@@ -10,7 +10,7 @@ import torch
 
 from attribution.baselines import make_baseline
 from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, References, check_output, register_method
+from attribution.methods.base import Attribution, Method, References, check_output, get_method, register_method
 from attribution.methods.integrated_gradients import IntegratedGradients, integrate_straight_path
 from attribution.patterns import Patterns, kernel_layers
 from attribution.patterns.rules import PatternRule
@@ -131,11 +131,8 @@ class PatternGuidedIG(PatternMethod):
         engine = engine.eager()
         b = make_baseline(s.baseline if baseline is None else baseline, x, s.seed)
         with self.rule_context(engine, x):
-            alphas_maps, diagnostics = integrate_straight_path(engine, x, b, target, s.n_steps, s.quadrature, s.output)
-        return Attribution(maps=alphas_maps, diagnostics=diagnostics)
-
-
-
+            maps, diagnostics = integrate_straight_path(engine, x, b, target, s.n_steps, s.quadrature, s.output)
+        return Attribution(maps=maps, diagnostics=diagnostics)
 
 
 def uses_patterns(method: Method) -> bool:
@@ -146,8 +143,6 @@ def uses_patterns(method: Method) -> bool:
 
 def with_patterns(name: str, settings: dict[str, Any], path: str) -> dict[str, Any]:
     """``settings`` with ``patterns=path`` filled in wherever a pattern method (also inside a composite) has none."""
-    from attribution.methods.base import get_method
-
     method = get_method(name, **settings)
     if isinstance(method, PatternMethod):
         return settings if settings.get("patterns") is not None else {**settings, "patterns": path}
