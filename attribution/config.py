@@ -237,6 +237,10 @@ class RunConfig(Strict):
         return str(Path(self.store.uri).parent / "report.html") if "://" not in self.store.uri else "report.html"
 
     @property
+    def references_seed(self) -> int:
+        return self.seed if self.references.seed is None else self.references.seed
+
+    @property
     def patterns_path(self) -> str:
         if self.patterns.path:
             return self.patterns.path

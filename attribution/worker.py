@@ -67,18 +67,15 @@ class ShardWorker:
         if self._references is None:
             cfg = self.config.references
             n = len(self.dataset)
-            rng = np.random.default_rng(self.config.seed if cfg.seed is None else cfg.seed)
+            rng = np.random.default_rng(self.config.references_seed)
             chosen = sorted(int(i) for i in rng.choice(n, size=min(cfg.size, n), replace=False))
             images, labels = [], []
             for index in chosen:
                 try:
-                    sample = self.dataset.load(index)
-                    image = np.asarray(sample.image, dtype=np.float32)
+                    sample = self._load_checked(self.dataset, index)
                 except Exception:  # noqa: BLE001 - such a sample fails (and is recorded) where it is explained
                     continue
-                if image.shape != tuple(self.store.image_shape) or not np.isfinite(image).all():
-                    continue
-                images.append(image)
+                images.append(sample.image)
                 labels.append(int(sample.label))
             if not images:
                 raise ValueError("stage 'attribute': no sample of the reference pool could be loaded")
@@ -91,19 +88,12 @@ class ShardWorker:
     def load(self, shard: Shard, stage: str) -> LoadedShard:
         """Load a shard's samples; a bad sample becomes a failure record, never a crash."""
         rows, samples, failures = [], [], []
-        expected = tuple(self.store.image_shape)
 
         def load_one(index: int) -> Sample | BaseException:
             try:
-                sample = self.dataset.load(index)
-                image = np.asarray(sample.image, dtype=np.float32)
-                if image.shape != expected:
-                    raise SampleError(sample.id, f"image has shape {image.shape}, the run expects {expected}")
-                if not np.isfinite(image).all():
-                    raise SampleError(sample.id, "image has non-finite values (NaN or inf)")
+                sample = self._load_checked(self.dataset, index)
                 if self.config.target == "label" and sample.label < 0:
                     raise SampleError(sample.id, "target 'label' was asked for but the sample has no label")
-                sample.image = image
                 return sample
             except Exception as exc:  # noqa: BLE001 - quarantined, with the reason
                 return exc
@@ -118,6 +108,18 @@ class ShardWorker:
             samples.append(loaded)
         return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures)
 
+    def _load_checked(self, dataset: Any, index: int) -> Sample:
+        """``dataset.load(index)`` with a float32 image of the run's shape and finite values, else SampleError."""
+        sample = dataset.load(index)
+        image = np.asarray(sample.image, dtype=np.float32)
+        expected = tuple(self.store.image_shape)
+        if image.shape != expected:
+            raise SampleError(sample.id, f"image has shape {image.shape}, the run expects {expected}")
+        if not np.isfinite(image).all():
+            raise SampleError(sample.id, "image has non-finite values (NaN or inf)")
+        sample.image = image
+        return sample
+
     # -- pattern statistics ------------------------------------------------------------------
     def pattern_dataset(self) -> Any:
         """The training data patterns are learned from (config ``patterns.dataset``, else the run's)."""
@@ -131,18 +133,15 @@ class ShardWorker:
 
         Samples that cannot be loaded are left out of the statistics and reported by id.
         """
-        cfg = self.config.patterns
-        total = pattern_sample_count(self.config, len(self.pattern_dataset()))
+        cfg, dataset = self.config.patterns, self.pattern_dataset()
+        total = pattern_sample_count(self.config, len(dataset))
         start, stop = index * cfg.shard_size, min((index + 1) * cfg.shard_size, total)
         images, skipped = [], []
         for i in range(start, stop):
             try:
-                image = np.asarray(self.pattern_dataset().load(i).image, dtype=np.float32)
-                if image.shape != tuple(self.store.image_shape) or not np.isfinite(image).all():
-                    raise SampleError(self.pattern_dataset().sample_id(i), f"image of shape {image.shape} is unusable")
-                images.append(image)
+                images.append(self._load_checked(dataset, i).image)
             except Exception as exc:  # noqa: BLE001 - reported back to the flow with the reason
-                skipped.append(f"{self.pattern_dataset().sample_id(i)}: {exc}")
+                skipped.append(f"{dataset.sample_id(i)}: {exc}")
         layers = self.kernel_layers()
         if images:
             x = torch.from_numpy(np.stack(images)).to(self.device)
@@ -181,9 +180,8 @@ class ShardWorker:
                     reduced[bad] = np.nan  # a map with inf/NaN is no map: stored as missing, recorded below
                     for i in np.flatnonzero(bad):
                         p = int(rows_ok[i])
-                        errors.append({"sample_id": loaded.samples[p].id, "sample_index": shard.start + int(loaded.rows[p]),
-                                       "stage": "attribute", "method": method.name,
-                                       "error": "the map has non-finite values (overflow or NaN in the method)"})
+                        errors.append(_failure(loaded.samples[p].id, shard.start + int(loaded.rows[p]), "attribute",
+                                               method.name, "the map has non-finite values (overflow or NaN in the method)"))
                     maps[loaded.rows[rows_ok]] = reduced
                     for name, values in result.diagnostics.items():
                         diag.setdefault(name, np.full(shard.size, np.nan, np.float32))[loaded.rows[rows_ok]] = (
@@ -280,8 +278,8 @@ class ShardWorker:
                 try:
                     scores = metric.score(batch)
                     for p, reason in scores.pop("__skipped__", {}).items():  # type: ignore[union-attr]
-                        failures.append({"sample_id": loaded.samples[pos[p]].id, "sample_index": shard.start + int(rows[p]),
-                                         "stage": f"evaluate.{spec.name}", "method": key, "error": f"skipped: {reason}"})
+                        failures.append(_failure(loaded.samples[pos[p]].id, shard.start + int(rows[p]),
+                                                 f"evaluate.{spec.name}", key, f"skipped: {reason}"))
                     for name, values in scores.items():
                         result[name][rows] = values
                 except Exception as exc:  # noqa: BLE001 - recorded for every sample of the batch
@@ -357,16 +355,13 @@ def resolve_run_target(spec: str | int, predicted: torch.Tensor, labels: torch.T
     return chosen
 
 
-def _failure(sample_id: str, index: int, stage: str, method: str, exc: BaseException) -> dict:
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return {
-        "sample_id": sample_id,
-        "sample_index": int(index),
-        "stage": stage,
-        "method": method,
-        "error": f"{type(exc).__name__}: {exc}{where}",
-    }
+def _failure(sample_id: str, index: int, stage: str, method: str, error: BaseException | str) -> dict:
+    """One ``/failures`` record; ``error`` is an exception (named, with where it was raised) or a message."""
+    if isinstance(error, BaseException):
+        tb = traceback.extract_tb(error.__traceback__)
+        where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+        error = f"{type(error).__name__}: {error}{where}"
+    return {"sample_id": sample_id, "sample_index": int(index), "stage": stage, "method": method, "error": error}
 
 
 def score_attrs(metric: Any, output: Any) -> dict[str, Any]:
@@ -383,6 +378,5 @@ def map_attrs(config: RunConfig, key: str, method: Method) -> dict[str, Any]:
         "precision": config.compute.precision,
     }
     if method.needs_references:  # the pool is a seeded draw from the dataset: these two fix it
-        refs = config.references
-        attrs["references"] = {"size": refs.size, "seed": config.seed if refs.seed is None else refs.seed}
+        attrs["references"] = {"size": config.references.size, "seed": config.references_seed}
     return attrs
