@@ -9,6 +9,7 @@ import torch
 
 from attribution.engine import GradientEngine
 from attribution.methods.base import Attribution, Method, References, check_output, register_method
+from attribution.methods.integrated_gradients import residuals
 from attribution.references import draw_indices
 from attribution.registry import check_positive
 from attribution.seeding import generators
@@ -67,5 +68,4 @@ class ExpectedGradients(Method):
         engine.for_each_gradient(n * k, points, target.repeat_interleave(k), consume, s.output)
         f_x = engine.explained(x, target, s.output)
         f_ref = engine.explained(refs.images[chosen.flatten()], target.repeat_interleave(k), s.output).view(n, k).mean(1)
-        delta = (f_x - f_ref).to(acc_dtype)
-        return Attribution(maps=total, diagnostics={"completeness_residual": total.flatten(1).sum(1) - delta, "output_delta": delta})
+        return Attribution(maps=total, diagnostics=residuals(total, f_x - f_ref))

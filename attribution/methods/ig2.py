@@ -11,6 +11,7 @@ from torch import nn
 from attribution.engine import GradientEngine, select_output
 from attribution.hooks import capture, find_module, last_module
 from attribution.methods.base import Attribution, Method, References, check_output, register_method
+from attribution.methods.integrated_gradients import residuals
 from attribution.references import draw_indices
 from attribution.registry import SettingsError, check_positive
 
@@ -105,17 +106,7 @@ class IG2(Method):
         maps = attr.view(n, r, *x.shape[1:]).mean(1)
         f_x = engine.explained(x, target, s.output)
         f_cf = engine.explained(p, tgt, s.output).view(n, r).mean(1)
-        delta = (f_x - f_cf).to(maps.dtype)
-        residual = maps.flatten(1).sum(1) - delta
-        return Attribution(
-            maps=maps,
-            diagnostics={
-                "completeness_residual": residual,
-                "relative_residual": residual.abs() / delta.abs().clamp_min(1e-12),
-                "output_delta": delta,
-                "counterfactual_output": f_cf,
-            },
-        )
+        return Attribution(maps=maps, diagnostics={**residuals(maps, f_x - f_cf), "counterfactual_output": f_cf})
 
     def _representation(self, model: Any) -> "_Representation":
         spec = self.settings.representation

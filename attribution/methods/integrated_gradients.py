@@ -98,7 +98,12 @@ def completeness(
 ) -> dict[str, torch.Tensor]:
     """Per-sample ``sum(maps) - (f(x) - f(b))`` and its size relative to ``|f(x) - f(b)|``."""
     values = engine.explained(torch.cat([x, baseline]), torch.cat([target, target]), output)
-    delta = (values[: x.shape[0]] - values[x.shape[0] :]).to(maps.dtype)
+    return residuals(maps, values[: x.shape[0]] - values[x.shape[0] :])
+
+
+def residuals(maps: torch.Tensor, delta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``(N, ...), (N,) -> name -> (N,)``: ``sum(maps) - delta``, its size relative to ``|delta|``, and ``delta``."""
+    delta = delta.to(maps.dtype)
     residual = maps.flatten(1).sum(1) - delta
     return {
         "completeness_residual": residual,
