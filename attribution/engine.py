@@ -79,6 +79,7 @@ class GradientEngine:
         if self.options.compile:
             self._run = torch.compile(self.model)
         self._bytes_per_point: dict[tuple, int] = {}
+        self._eager: GradientEngine | None = None
 
     # -- chunking -------------------------------------------------------------------------
     def budget_bytes(self) -> int:
@@ -254,7 +255,9 @@ class GradientEngine:
         """This engine without ``torch.compile`` (for methods that hook modules or tensors)."""
         if not self.options.compile:
             return self
-        return GradientEngine(self.model, dataclasses.replace(self.options, compile=False))
+        if self._eager is None:  # kept, so its measured chunk sizes are too
+            self._eager = GradientEngine(self.model, dataclasses.replace(self.options, compile=False))
+        return self._eager
 
 
 def _accum_dtype(dtype: torch.dtype) -> torch.dtype:
