@@ -77,8 +77,10 @@ class GradientEngine:
             if self.options.channels_last:
                 self.model.to(memory_format=torch.channels_last)
         if self.options.compile:
-            self._run = torch.compile(self.model)
+            # one specialised graph per padded chunk shape (see _pad): no dynamic-shape recompiles
+            self._run = torch.compile(self.model, dynamic=False)
         self._bytes_per_point: dict[tuple, int] = {}
+        self._oom_cap: dict[tuple, int] = {}  # chunk sizes that ran out of device memory, halved
         self._eager: GradientEngine | None = None
 
     # -- chunking -------------------------------------------------------------------------
@@ -92,14 +94,18 @@ class GradientEngine:
 
     def chunk_size(self, example: torch.Tensor, output: str = "logit") -> int:
         """Points per chunk for points shaped like ``example`` ``(...)`` (one point, no batch axis)."""
-        key = (tuple(example.shape), example.dtype, output)
+        key = self._key(example, output)
         if key not in self._bytes_per_point:
             self._bytes_per_point[key] = self._measure_point_bytes(example, output)
         per_point = self._bytes_per_point[key]
         size = max(1, self.budget_bytes() // max(per_point, 1))
         if self.options.batch_size is not None:
             size = min(size, self.options.batch_size)
-        return int(size)
+        return int(min(size, self._oom_cap.get(key, size)))
+
+    @staticmethod
+    def _key(example: torch.Tensor, output: str) -> tuple:
+        return (tuple(example.shape), example.dtype, output)
 
     def _measure_point_bytes(self, example: torch.Tensor, output: str) -> int:
         """Bytes autograd saves for one point (summed over saved tensors), doubled for the backward's transients."""
@@ -133,10 +139,17 @@ class GradientEngine:
         return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
 
     def _pad(self, x: torch.Tensor, size: int) -> torch.Tensor:
-        """Pad a short last chunk so a compiled model sees one static shape."""
-        if not self.options.compile or x.shape[0] == size:
+        """Pad a short chunk so a compiled model sees few static shapes.
+
+        A chunk of ``m < size`` points is padded to the next power of two (at most ``size``), not
+        to ``size``: Guided IG evaluates one point per image at a time, and padding its N rows to a
+        chunk of several hundred would multiply its work.
+        """
+        m = x.shape[0]
+        target = size if m >= size else min(size, 1 << (m - 1).bit_length())
+        if not self.options.compile or m == target:
             return x
-        return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
+        return torch.cat([x, x[-1:].expand(target - m, *x.shape[1:])])
 
     def logits(self, x: torch.Tensor, each: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
         """``(N, ...) -> (N, classes)`` (or ``(N,)``) model outputs, no gradients, chunked.
@@ -215,7 +228,8 @@ class GradientEngine:
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
-                size = max(1, size // 2)  # the budget was too generous for this device: back off
+                # the budget was too generous for this device: back off, and remember it
+                size = self._oom_cap[self._key(first[0], key)] = max(1, size // 2)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue

@@ -33,6 +33,14 @@ def _require_array(parent: zarr.Group, name: str, **spec: Any) -> zarr.Array:
         return parent[name]  # type: ignore[return-value]
 
 
+def _require_group(parent: zarr.Group, path: str) -> zarr.Group:
+    """``parent.require_group(path)`` that tolerates another writer creating it at the same moment."""
+    try:
+        return parent.require_group(path)
+    except zarr.errors.ContainsGroupError:
+        return parent[path]  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Shard:
     """Samples ``[start, stop)`` of a run, owned by one writer."""
@@ -144,7 +152,7 @@ class RunStore:
     def _done_array(self, path: str) -> zarr.Array:
         """One uint8 flag per shard, one chunk per flag (a shared flag chunk loses flags)."""
         parent_path, _, name = path.rpartition("/")
-        parent = self.group.require_group(parent_path)
+        parent = _require_group(self.group, parent_path)
         return _require_array(parent, name, shape=(self.n_shards,), dtype="uint8", chunks=(1,), fill_value=0)
 
     def done_shards(self, path: str) -> np.ndarray:
@@ -193,6 +201,7 @@ class RunStore:
         if fresh and attrs:
             arr.attrs.update(attrs)
         self._done_array(f"done/{key}")
+        _require_group(self.group, f"diagnostics/{key}")
         return arr
 
     def write_shard(self, path: str, shard: Shard, values: np.ndarray) -> None:
@@ -201,10 +210,10 @@ class RunStore:
         arr[shard.start : shard.stop] = values
 
     def diagnostics_array(self, key: str, name: str) -> zarr.Array:
-        return self._per_sample(self.group.require_group(f"diagnostics/{key}"), name, (), "float32", np.nan)
+        return self._per_sample(_require_group(self.group, f"diagnostics/{key}"), name, (), "float32", np.nan)
 
     def scores_array(self, metric: str, key: str, output: str, shape: tuple[int, ...], attrs: dict | None = None) -> zarr.Array:
-        parent = self.group.require_group(f"scores/{metric}/{key}")
+        parent = _require_group(self.group, f"scores/{metric}/{key}")
         fresh = output not in parent
         arr = self._per_sample(parent, output, shape, "float32", np.nan)
         if fresh and attrs:

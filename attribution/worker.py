@@ -2,14 +2,19 @@
 
 A plain class with no idea that it may run inside a Ray actor (tasks/ wraps it). It owns each
 shard it is handed: it writes that shard's chunks and then the shard's done flag.
+
+The engine is kept busy: the next shard's images are decoded by a prefetch thread while this one
+is explained (``prefetch=``), and maps are written by a background writer (call :meth:`flush`
+before reading them back; a shard's done flag is still written only after its data).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,26 +32,25 @@ from attribution.patterns import LayerStats, PatternStatistics, accumulate, kern
 from attribution.reduce import reduce_channels
 from attribution.references import References
 from attribution.store import RunStore, Shard
+from attribution.writer import BackgroundWriter
 
 
 @dataclass
 class LoadedShard:
-    """The usable samples of a shard: ``rows`` are positions within the shard."""
+    """The usable samples of a shard: ``rows`` are positions within the shard; ``images``
+    ``(len(samples), C, H, W)`` on the host (pinned when the worker runs on CUDA), or None."""
 
     shard: Shard
     rows: np.ndarray
     samples: list[Sample]
     failures: list[dict]
-
-    @property
-    def images(self) -> torch.Tensor:
-        return torch.from_numpy(np.stack([s.image for s in self.samples]))
+    images: torch.Tensor | None
 
 
 class ShardWorker:
     """Explain and evaluate shards of one run. ``config`` is a :class:`RunConfig` (or its dict)."""
 
-    def __init__(self, config: RunConfig | dict, store_uri: str, device: str = "cpu") -> None:
+    def __init__(self, config: RunConfig | dict, store_uri: str, device: str = "cpu", cpus: int = 1) -> None:
         self.config = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
         self.device = device
         self.dataset = build_dataset(self.config)
@@ -55,7 +59,12 @@ class ShardWorker:
         self.store = RunStore.open(store_uri, self.config.store.storage_options)
         self._shards = {s.index: s for s in self.store.shards()}
         self._references: References | None = None
-        self._loader = ThreadPoolExecutor(max_workers=max(2, self.config.compute.cpus_per_actor * 2), thread_name_prefix="load")
+        self._loader = ThreadPoolExecutor(max_workers=2 * cpus, thread_name_prefix="load")
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._prefetched: dict[tuple[int, str], Future] = {}
+        self._writer = BackgroundWriter()
+        self._profile = {"load_wait_s": 0.0, "explain_s": 0.0}
+        self._first_call: float | None = None  # when the first shard call began (for active_s)
         self._pattern_dataset: Any = None
         self._layers: list | None = None
 
@@ -106,7 +115,29 @@ class ShardWorker:
                 continue
             rows.append(row)
             samples.append(loaded)
-        return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures)
+        images = torch.from_numpy(np.stack([s.image for s in samples])) if samples else None
+        if images is not None and torch.device(self.device).type == "cuda":
+            images = images.pin_memory()  # lets the copy to the device run asynchronously
+        return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures, images)
+
+    def _take(self, shard_index: int, stage: str, prefetch: int | None) -> LoadedShard:
+        """This shard's samples (prefetched if they were), and start loading shard ``prefetch``."""
+        start = time.perf_counter()
+        self._first_call = self._first_call or start
+        future = self._prefetched.pop((shard_index, stage), None)
+        loaded = future.result() if future is not None else self.load(self._shards[shard_index], stage)
+        self._profile["load_wait_s"] += time.perf_counter() - start
+        if prefetch is not None and prefetch in self._shards and (prefetch, stage) not in self._prefetched:
+            self._prefetched[(prefetch, stage)] = self._ahead.submit(self.load, self._shards[prefetch], stage)
+        return loaded
+
+    def flush(self) -> dict[str, float]:
+        """Wait until every background write is durable (raising a failed one); return the
+        worker's time profile in seconds: from its first shard call to now (``active_s``), waiting
+        for samples, explaining, writing (on the writer thread) and waiting for writes."""
+        self._writer.flush()
+        active = time.perf_counter() - self._first_call if self._first_call else 0.0
+        return {"active_s": active, **self._profile, "write_s": self._writer.busy_s, "write_wait_s": self._writer.waited_s}
 
     def _load_checked(self, dataset: Any, index: int) -> Sample:
         """``dataset.load(index)`` with a float32 image of the run's shape and finite values, else SampleError."""
@@ -158,12 +189,13 @@ class ShardWorker:
         return self._layers
 
     # -- attribute ---------------------------------------------------------------------------
-    def attribute_shard(self, shard_index: int, method_keys: list[str]) -> dict[str, Any]:
-        """Compute, write and mark done every method in ``method_keys`` for one shard."""
-        shard = self._shards[shard_index]
-        loaded = self.load(shard, "attribute")
-        x = loaded.images.to(self.device) if loaded.samples else None
-        targets = self._write_sample_meta(loaded, x)
+    def attribute_shard(self, shard_index: int, method_keys: list[str], prefetch: int | None = None) -> dict[str, Any]:
+        """Compute every method in ``method_keys`` for one shard and queue its writes (each
+        method's data, then its done flag). ``prefetch``: a shard to start loading meanwhile."""
+        loaded = self._take(shard_index, "attribute", prefetch)
+        shard = loaded.shard
+        x = loaded.images.to(self.device, non_blocking=True) if loaded.images is not None else None
+        targets = self._sample_meta(loaded, x)
         n_failed = 0
         for key in method_keys:
             method = build_method(self.config, key)
@@ -173,9 +205,13 @@ class ShardWorker:
             if x is not None:
                 started = time.perf_counter()
                 rows_ok, result, errors = self._explain(method, x, targets, loaded)
-                seconds = (time.perf_counter() - started) / max(len(loaded.rows), 1)
                 if result is not None:
-                    reduced = reduce_channels(result.maps, self.config.store.channel_reduction).cpu().numpy()
+                    result.maps = reduce_channels(result.maps, self.config.store.channel_reduction).cpu()
+                elapsed = time.perf_counter() - started  # up to the maps on the host: the device is done
+                self._profile["explain_s"] += elapsed
+                seconds = elapsed / max(len(loaded.rows), 1)
+                if result is not None:
+                    reduced = result.maps.numpy()
                     bad = ~np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
                     reduced[bad] = np.nan  # a map with inf/NaN is no map: stored as missing, recorded below
                     for i in np.flatnonzero(bad):
@@ -191,13 +227,18 @@ class ShardWorker:
                     diag["seconds"][loaded.rows[rows_ok]] = seconds
                 failures += [dict(e, method=key) for e in errors]
             arr = self.store.map_array(key, self.config.store.map_dtype, attrs=map_attrs(self.config, key, method))
-            arr[shard.start : shard.stop] = maps.astype(self.config.store.map_dtype)
-            for name, values in diag.items():
-                self.store.diagnostics_array(key, name)[shard.start : shard.stop] = values
-            self.store.record_failures("attribute", key, shard, failures)
-            self.store.mark_done(f"done/{key}", shard)  # only after the data above is durable
+            write = functools.partial(self._write_maps, shard, key, arr, maps, diag, failures)
+            self._writer.submit(f"stage 'attribute': shard {shard.index} of method {key!r}", maps.nbytes, write)
             n_failed = max(n_failed, len(failures))
         return {"shard": shard_index, "methods": list(method_keys), "samples": shard.size, "failed": n_failed}
+
+    def _write_maps(self, shard: Shard, key: str, arr: Any, maps: np.ndarray, diag: dict[str, np.ndarray], failures: list[dict]) -> None:
+        """One method's data for one shard, then its done flag (runs on the writer thread)."""
+        arr[shard.start : shard.stop] = maps.astype(arr.dtype)
+        for name, values in diag.items():
+            self.store.diagnostics_array(key, name)[shard.start : shard.stop] = values
+        self.store.record_failures("attribute", key, shard, failures)
+        self.store.mark_done(f"done/{key}", shard)  # only after the data above is durable
 
     def _explain(
         self, method: Method, x: torch.Tensor, targets: torch.Tensor, loaded: LoadedShard
@@ -222,47 +263,52 @@ class ShardWorker:
         merged.diagnostics = {k: torch.cat([r.diagnostics[k] for r in results]) for k in merged.diagnostics}
         return np.asarray(ok, dtype=np.int64), merged, errors
 
-    def _write_sample_meta(self, loaded: LoadedShard, x: torch.Tensor | None) -> torch.Tensor:
-        """Predicted class, probability, target, masks and boxes for the shard's samples."""
+    def _sample_meta(self, loaded: LoadedShard, x: torch.Tensor | None) -> torch.Tensor:
+        """``(n,)`` classes to explain; queues the shard's predicted class, probability, target,
+        masks and boxes for writing."""
         shard, n = loaded.shard, loaded.shard.size
-        predicted = np.full(n, -1, np.int64)
-        probability = np.full(n, np.nan, np.float32)
-        target = np.full(n, -1, np.int64)
+        columns = {"predicted": np.full(n, -1, np.int64), "probability": np.full(n, np.nan, np.float32),
+                   "target": np.full(n, -1, np.int64)}
         targets = torch.zeros(0, dtype=torch.long)
         if x is not None:
             probs = torch.softmax(self.engine.logits(x).float(), dim=1)
             pred = probs.argmax(1)
             labels = torch.tensor([s.label for s in loaded.samples], device=pred.device)
             targets = resolve_run_target(self.config.target, pred, labels, probs.shape[1])
-            predicted[loaded.rows] = pred.cpu().numpy()
-            target[loaded.rows] = targets.cpu().numpy()
-            probability[loaded.rows] = probs.gather(1, targets.view(-1, 1)).squeeze(1).cpu().numpy()
+            columns["predicted"][loaded.rows] = pred.cpu().numpy()
+            columns["target"][loaded.rows] = targets.cpu().numpy()
+            columns["probability"][loaded.rows] = probs.gather(1, targets.view(-1, 1)).squeeze(1).cpu().numpy()
         s = self.store.group["samples"]
-        for name, values in (("predicted", predicted), ("probability", probability), ("target", target)):
-            s[name][shard.start : shard.stop] = values
-        if "masks" in s:
-            for name in s["masks"].array_keys():
-                masks = np.zeros((n, *self.store.image_shape[1:]), bool)
-                for row, sample in zip(loaded.rows, loaded.samples):
-                    masks[row] = sample.masks[name]
-                s["masks"][name][shard.start : shard.stop] = masks
+        for name in s["masks"].array_keys() if "masks" in s else ():
+            masks = np.zeros((n, *self.store.image_shape[1:]), bool)
+            for row, sample in zip(loaded.rows, loaded.samples):
+                masks[row] = sample.masks[name]
+            columns[f"masks/{name}"] = masks
         if "boxes" in s:
-            boxes = np.full(s["boxes"].shape[1:], np.nan, np.float32)
-            boxes = np.repeat(boxes[None], n, axis=0)
+            boxes = np.repeat(np.full(s["boxes"].shape[1:], np.nan, np.float32)[None], n, axis=0)
             for row, sample in zip(loaded.rows, loaded.samples):
                 if sample.boxes is not None and len(sample.boxes):
                     k = min(len(sample.boxes), boxes.shape[1])
                     boxes[row, :k] = sample.boxes[:k]
-            s["boxes"][shard.start : shard.stop] = boxes
+            columns["boxes"] = boxes
+        write = functools.partial(self._write_columns, shard, columns)
+        self._writer.submit(f"stage 'attribute': shard {shard.index} sample metadata", sum(v.nbytes for v in columns.values()), write)
         return targets
 
+    def _write_columns(self, shard: Shard, columns: dict[str, np.ndarray]) -> None:
+        for name, values in columns.items():
+            self.store.write_shard(f"samples/{name}", shard, values)
+
     # -- evaluate ----------------------------------------------------------------------------
-    def evaluate_shard(self, shard_index: int, metric_index: int, method_keys: list[str]) -> dict[str, Any]:
-        """Score the stored maps of ``method_keys`` on one shard with one configured metric."""
-        shard = self._shards[shard_index]
+    def evaluate_shard(
+        self, shard_index: int, metric_index: int, method_keys: list[str], prefetch: int | None = None
+    ) -> dict[str, Any]:
+        """Score the stored maps of ``method_keys`` on one shard with one configured metric
+        (``prefetch``: a shard to start loading meanwhile)."""
         spec = self.config.metrics[metric_index]
         metric = get_metric(spec.name, **spec.settings)
-        loaded = self.load(shard, "evaluate")
+        loaded = self._take(shard_index, "evaluate", prefetch)
+        shard = loaded.shard
         outputs = metric.outputs(self.store.image_shape)
         s = self.store.group["samples"]
         targets_all = s["target"][shard.start : shard.stop]
@@ -309,7 +355,7 @@ class ShardWorker:
         if "boxes" in self.store.group["samples"] and samples:
             masks["boxes"] = torch.from_numpy(np.stack([boxes_mask(s.boxes, s.image.shape[1:]) for s in samples])).to(dev)
         return MetricBatch(
-            images=torch.from_numpy(np.stack([s.image for s in samples])).to(dev),
+            images=loaded.images[pos].to(dev),
             maps=torch.from_numpy(np.asarray(maps[rows], dtype=np.float32)).to(dev),
             targets=torch.from_numpy(targets[rows]).to(dev),
             indices=loaded.shard.start + rows,

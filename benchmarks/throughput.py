@@ -6,7 +6,8 @@ For each model (ResNet-50 and VGG-16 at 224 with random weights, the demo CNN at
   eager fp32, eager bf16 and, on CUDA, ``torch.compile`` bf16 — divided by the step count it is the
   best any ``steps``-step path method can do;
 - pathatlas ``integrated_gradients``, ``guided_ig``, ``pattern_guided_ig``, ``ig2``, ``blur_ig`` and
-  ``smoothgrad(integrated_gradients)``;
+  ``smoothgrad(integrated_gradients)``; on CUDA (or with ``--compile``) also IG and Guided IG with
+  the engine compiled, in bf16 and channels-last (timed after a warm-up call that compiles);
 - captum's ``IntegratedGradients`` and PAIR saliency's ``GuidedIG`` on the same model and inputs;
 
 printing images/s, the ratio to the limit and to the reference, peak device memory and, for IG,
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=None, help="points per forward/backward (engine batch_size)")
     parser.add_argument("--pair-images", type=int, default=None, help="images for PAIR's one-image-at-a-time GuidedIG")
+    parser.add_argument("--compile", action="store_true", help="add the compiled rows on CPU too (slow to compile)")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -109,7 +111,7 @@ def main() -> None:
         model, size = build(model_name)
         model = model.to(device).eval()
         big = model_name != "demo"
-        n = args.n_images or (64 if cuda else (8 if not big else 2))
+        n = args.n_images or (256 if cuda else (8 if not big else 2))
         batch = args.batch or (256 if cuda and big else 512 if cuda else 64)
         g = torch.Generator().manual_seed(0)
         x = torch.rand(n, 3, size, size, generator=g).to(device)
@@ -127,10 +129,11 @@ def main() -> None:
         limit = max(limits.values())
 
         def ours(method: str, settings: dict, engine_opts: dict | None = None, **kw: Any) -> tuple[float, Any, float]:
-            engine = GradientEngine(model, EngineOptions(batch_size=batch, **(engine_opts or {})))
+            opts = EngineOptions(batch_size=batch, **(engine_opts or {}))
+            engine = GradientEngine(model, opts)
             m = get_method(method, **settings)
             reset_peak(device)
-            result, seconds = timed(lambda: m.explain(engine, x, target, **kw), device)
+            result, seconds = timed(lambda: m.explain(engine, x, target, **kw), device, repeat=2 if opts.compile else 1)
             return n / seconds, result, peak_mb(device)
 
         ig_rate, ig, ig_mb = ours("integrated_gradients", {"n_steps": k})
@@ -146,6 +149,13 @@ def main() -> None:
                      f"completeness |res|/|Δf| median {100 * res32:.2f} %"))
         rows.append(("integrated_gradients bf16", ig_bf16_rate, ig_bf16_rate / captum_rate, bf16_mb,
                      f"completeness median {100 * res16:.2f} %"))
+        fast = {"precision": "bf16", "compile": True, "channels_last": True}
+        compiled = cuda or args.compile
+        if compiled:
+            rate, result, mb = ours("integrated_gradients", {"n_steps": k}, fast)
+            res = float(result.diagnostics["relative_residual"].median())
+            rows.append(("integrated_gradients bf16 compiled", rate, rate / captum_rate, mb,
+                         f"channels-last; completeness median {100 * res:.2f} %"))
 
         n_pair = args.pair_images or (2 if big else 4)
         xp = x[:n_pair].detach().cpu().numpy()
@@ -162,6 +172,9 @@ def main() -> None:
         rows.append(("PAIR saliency GuidedIG", pair_rate, None, peak_mb(device), f"reference, {n_pair} images one at a time"))
         gig_rate, _, mb = ours("guided_ig", {"n_steps": k})
         rows.append(("guided_ig", gig_rate, gig_rate / pair_rate, mb, ""))
+        if compiled:
+            rate, _, mb = ours("guided_ig", {"n_steps": k}, fast)
+            rows.append(("guided_ig bf16 compiled", rate, rate / pair_rate, mb, "channels-last"))
 
         layers = kernel_layers(model, x[:1])
         patterns = solve(accumulate(model, layers, [x[: min(n, 8)]]), layers)

@@ -25,7 +25,8 @@ def pending_attribution(cfg: RunConfig, store: RunStore) -> list[tuple[int, list
 
 @task(name="attribute-shards", cache_policy=NO_CACHE)
 def attribute_dataset(config: dict, store_uri: str, show_progress: bool = True) -> dict:
-    """Compute every pending map; return ``{"jobs": n, "skipped_shards": m, "failed_samples": k}``."""
+    """Compute every pending map; return ``{"jobs", "skipped_shards", "failed_samples", "profile"}``
+    (``profile``: the workers' seconds waiting for samples, explaining, writing, waiting for writes)."""
     cfg = RunConfig.model_validate(config)
     store = RunStore.open(store_uri, cfg.store.storage_options)
     jobs = pending_attribution(cfg, store)
@@ -36,11 +37,14 @@ def attribute_dataset(config: dict, store_uri: str, show_progress: bool = True) 
     logger.info("attribute: %d shard job(s) pending of %d shards", len(jobs), store.n_shards)
     advance, close = progress(len(jobs), "attribute") if show_progress and jobs else (None, lambda: None)
     try:
-        results = run_pool(config, store_uri, cfg.compute, "attribute_shard", jobs, advance)
+        run = run_pool(config, store_uri, cfg.compute, "attribute_shard", jobs, advance, prefetch=True)
     finally:
         close()
+    if run.profile:
+        logger.info("attribute: worker seconds %s", ", ".join(f"{k} {v:.1f}" for k, v in run.profile.items()))
     return {
-        "jobs": len(results),
+        "jobs": len(run.results),
         "skipped_shards": store.n_shards - len(jobs),
-        "failed_samples": sum(r["failed"] for r in results),
+        "failed_samples": sum(r["failed"] for r in run.results),
+        "profile": run.profile,
     }

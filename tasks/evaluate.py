@@ -51,7 +51,7 @@ def evaluate_dataset(config: dict, store_uri: str, show_progress: bool = True) -
         logger.warning("metric skipped: %s", reason)
     advance, close = progress(len(jobs), "evaluate") if show_progress and jobs else (None, lambda: None)
     try:
-        results = run_pool(config, store_uri, cfg.compute, "evaluate_shard", jobs, advance)
+        results = run_pool(config, store_uri, cfg.compute, "evaluate_shard", jobs, advance, prefetch=True).results
     finally:
         close()
     return {"jobs": len(results), "skipped_metrics": skipped}

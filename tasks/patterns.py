@@ -54,7 +54,7 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
     logger.info("patterns: %d of %d training shard(s) pending (%d samples)", len(jobs), n_shards, total)
     advance, close = progress(len(jobs), "patterns") if show_progress and jobs else (None, lambda: None)
     try:
-        results = run_pool(config, store_uri, cfg.compute, "pattern_shard", jobs, advance)
+        results = run_pool(config, store_uri, cfg.compute, "pattern_shard", jobs, advance).results
     finally:
         close()
     skipped = [s for r in results for s in r["skipped"]]

@@ -8,7 +8,8 @@ none fails at once (Ray itself would leave the actor pending forever, pipeline.m
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from attribution.config import ComputeConfig
@@ -22,6 +23,7 @@ class ComputeError(RuntimeError):
 class PoolPlan:
     n_actors: int
     device: str
+    cpus: int  # per actor: its sample loader gets two threads per CPU
     options: dict[str, Any]
 
 
@@ -59,19 +61,31 @@ def plan_pool(compute: ComputeConfig, n_jobs: int) -> PoolPlan:
         fit = int(gpus // compute.gpus_per_actor)
         if fit < 1:
             raise ComputeError(f"gpus_per_actor={compute.gpus_per_actor} but the cluster has only {gpus:g} GPU(s)")
-        n = min(compute.n_actors or fit, fit)
-        opts = {"num_gpus": compute.gpus_per_actor, "num_cpus": compute.cpus_per_actor}
+        n = max(1, min(compute.n_actors or fit, fit, n_jobs))
+        # a GPU actor decodes its own images: give it the node's CPUs unless told otherwise
+        per_actor = compute.cpus_per_actor or max(1, int(cpus // n))
+        opts = {"num_gpus": compute.gpus_per_actor, "num_cpus": per_actor}
         device = "cuda"
     else:
-        fit = int(cpus // compute.cpus_per_actor)
+        per_actor = compute.cpus_per_actor or 1
+        fit = int(cpus // per_actor)
         if fit < 1:
-            raise ComputeError(f"cpus_per_actor={compute.cpus_per_actor} but the cluster has only {cpus:g} CPU(s)")
-        n = min(compute.n_actors or min(2, fit), fit)
+            raise ComputeError(f"cpus_per_actor={per_actor} but the cluster has only {cpus:g} CPU(s)")
+        n = max(1, min(compute.n_actors or min(2, fit), fit, n_jobs))
         # A num_gpus=0 actor on a GPU node still sees the GPU unless it is hidden (pipeline.md §3.3).
-        opts = {"num_gpus": 0, "num_cpus": compute.cpus_per_actor,
-                "runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
+        opts = {"num_gpus": 0, "num_cpus": per_actor, "runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
         device = "cpu"
-    return PoolPlan(n_actors=max(1, min(n, n_jobs)), device=device, options=opts)
+    return PoolPlan(n_actors=n, device=device, cpus=per_actor, options=opts)
+
+
+@dataclass
+class PoolRun:
+    """What a pool run returns: one summary per job, and the workers' time profiles summed
+    (seconds: ``active_s``, ``load_wait_s``, ``explain_s``, ``write_s``, ``write_wait_s``; see
+    :meth:`attribution.worker.ShardWorker.flush`)."""
+
+    results: list[dict] = field(default_factory=list)
+    profile: dict[str, float] = field(default_factory=dict)
 
 
 def run_pool(
@@ -81,35 +95,56 @@ def run_pool(
     method: str,
     jobs: list[tuple],
     on_result: Callable[[dict], None] | None = None,
-) -> list[dict]:
-    """Run ``ShardWorker.<method>(*job)`` for every job on a pool of actors; return the results.
+    prefetch: bool = False,
+) -> PoolRun:
+    """Run ``ShardWorker.<method>(*job)`` for every job on a pool of actors, then flush them.
 
-    The actors write to the store themselves; only small summaries come back.
+    The actors write to the store themselves; only small summaries come back. Jobs go to
+    whichever actor is free, but each actor has its next job reserved as soon as it starts one;
+    with ``prefetch`` the reserved job's shard (``job[0]``) is passed as ``prefetch=`` so the
+    actor loads it while it computes.
     """
     import ray
-    from ray.util import ActorPool
 
     from attribution.worker import ShardWorker
 
+    out = PoolRun()
     if not jobs:
-        return []
+        return out
     connect(compute)
     plan = plan_pool(compute, len(jobs))
     remote = ray.remote(ShardWorker)
-    actors = [remote.options(**plan.options).remote(config, store_uri, plan.device) for _ in range(plan.n_actors)]
-    results: list[dict] = []
+    actors = [remote.options(**plan.options).remote(config, store_uri, plan.device, plan.cpus) for _ in range(plan.n_actors)]
+    queue = deque(jobs)
+    reserved: dict[int, tuple | None] = {}
+    running: dict[Any, int] = {}
+
+    def start(a: int, job: tuple) -> None:
+        reserved[a] = queue.popleft() if queue else None
+        hint = {"prefetch": reserved[a][0] if reserved[a] is not None else None} if prefetch else {}
+        running[getattr(actors[a], method).remote(*job, **hint)] = a
+
     try:
-        pool = ActorPool(actors)
-        for result in pool.map_unordered(lambda a, job: getattr(a, method).remote(*job), jobs):
-            results.append(result)
+        for a in range(len(actors)):
+            if queue:
+                start(a, queue.popleft())
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            a = running.pop(ref)
+            out.results.append(ray.get(ref))
             if on_result is not None:
-                on_result(result)
+                on_result(out.results[-1])
+            if reserved.get(a) is not None:
+                start(a, reserved[a])
+        for profile in ray.get([actor.flush.remote() for actor in actors]):  # every write durable
+            for name, seconds in profile.items():
+                out.profile[name] = out.profile.get(name, 0.0) + seconds
     except ray.exceptions.RayActorError as exc:
         raise ComputeError(f"a worker died while running {method}: {exc}") from exc
     finally:
         for actor in actors:
             ray.kill(actor)
-    return results
+    return out
 
 
 def progress(total: int, description: str) -> tuple[Callable[[dict], None], Callable[[], None]]:

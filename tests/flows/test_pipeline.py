@@ -37,7 +37,10 @@ def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
     from flows.explain import explain
 
     result = explain(config, show_progress=False)
+    profile = result["attribute"].pop("profile")  # the workers' time, summed over actors
     assert result["attribute"] == {"jobs": 4, "skipped_shards": 0, "failed_samples": 0}
+    assert set(profile) == {"active_s", "load_wait_s", "explain_s", "write_s", "write_wait_s"}
+    assert profile["active_s"] > profile["explain_s"] > 0 and profile["write_s"] > 0
 
     g = zarr.open_group(config["store"]["uri"], mode="r")  # plain zarr reads it
     for key in ("gradient", "ig"):
@@ -60,7 +63,7 @@ def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
 
     # A second run finds everything done and computes nothing.
     again = explain(config, show_progress=False)
-    assert again["attribute"] == {"jobs": 0, "skipped_shards": 4, "failed_samples": 0}
+    assert again["attribute"] == {"jobs": 0, "skipped_shards": 4, "failed_samples": 0, "profile": {}}
     assert again["evaluate"]["jobs"] == 0
 
 
@@ -74,11 +77,12 @@ def test_resume_computes_only_missing_shards(prefect_harness, ray_local, tmp_pat
     worker = ShardWorker(parse_config(cfg), str(store_path))
     for shard in (0, 2):
         worker.attribute_shard(shard, ["gradient", "ig"])
+    worker.flush()
     before = _chunk_mtimes(store_path, "ig")
     partial = zarr.open_group(str(store_path), mode="r")["maps/ig"][:]
 
     result = attribute(cfg, show_progress=False)
-    assert result == {"jobs": 2, "skipped_shards": 2, "failed_samples": 0}
+    assert {k: v for k, v in result.items() if k != "profile"} == {"jobs": 2, "skipped_shards": 2, "failed_samples": 0}
     after = _chunk_mtimes(store_path, "ig")
     assert all(after[k] == v for k, v in before.items()), "a finished shard was written again"
     resumed = zarr.open_group(str(store_path), mode="r")["maps/ig"][:]

@@ -54,15 +54,59 @@ def test_bf16_autocast_keeps_fp32_maps_close(tiny_cnn, images):
     assert (low.maps - ref.maps).norm() < 0.05 * ref.maps.norm()
 
 
-def test_compiled_padding_keeps_static_shapes(tiny_cnn, images):
-    # With compile on, short chunks are padded to the chunk size; the padding must not leak.
-    engine = GradientEngine(tiny_cnn, EngineOptions(batch_size=3))
-    engine.options = EngineOptions(batch_size=3, compile=True)  # padding path without paying for inductor
+@pytest.mark.parametrize("batch_size, shapes", [(3, [3, 2]), (2, [2, 2, 1]), (16, [8]), (4, [4, 1])])
+def test_compiled_padding_keeps_few_static_shapes(tiny_cnn, images, batch_size, shapes):
+    # With compile on, a short chunk is padded to the next power of two (at most the chunk size),
+    # so the compiled model sees few shapes and small calls are not padded to a huge chunk;
+    # the padding must not leak into the results.
+    seen = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        return tiny_cnn(x)
+
+    engine = GradientEngine(model, EngineOptions(batch_size=batch_size))
+    engine.options = EngineOptions(batch_size=batch_size, compile=True)  # padding path without paying for inductor
     target = torch.zeros(5, dtype=torch.long)
+    engine.chunk_size(images[0])  # measure first, so only the chunks are recorded
+    seen.clear()
     grads, values = engine.gradients(images, target)
-    ref_g, ref_v = GradientEngine(tiny_cnn, EngineOptions(batch_size=3)).gradients(images, target)
+    assert seen == shapes
+    ref_g, ref_v = GradientEngine(tiny_cnn, EngineOptions(batch_size=batch_size)).gradients(images, target)
     torch.testing.assert_close(grads, ref_g)
     torch.testing.assert_close(values, ref_v)
+
+
+def test_out_of_memory_halves_the_chunk_and_remembers_it(tiny_cnn, images):
+    # A device that cannot hold more than 3 points at once, though the budget claims 16 fit.
+    calls = []
+
+    def small_device(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        if x.shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return tiny_cnn(x)
+
+    engine = GradientEngine(small_device, EngineOptions(batch_size=16))
+    target = torch.tensor([0, 1, 2, 3, 0])
+    grads, _ = engine.gradients(images, target)
+    torch.testing.assert_close(grads, GradientEngine(tiny_cnn).gradients(images, target)[0])
+    assert engine.chunk_size(images[0]) == 2  # 16 -> 8 -> 4 -> 2, kept for the next call
+    calls.clear()
+    engine.gradients(images, target)
+    assert max(calls) <= 2  # no second round of failures
+
+    sizes = []
+
+    def no_memory_after_measuring(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        if len(sizes) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return tiny_cnn(x)
+
+    with pytest.raises(torch.OutOfMemoryError):  # one point does not fit: nothing to back off to
+        GradientEngine(no_memory_after_measuring, EngineOptions(batch_size=4)).gradients(images, target)
+    assert sizes == [1, 4, 2, 1]  # the measuring forward, then the tries
 
 
 def test_bad_options_are_refused():

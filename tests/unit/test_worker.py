@@ -52,6 +52,7 @@ def test_bad_samples_are_quarantined_with_reason(tmp_path):
     worker.dataset.load = load
     summary = worker.attribute_shard(0, ["gradient", "ig"])
     assert summary["failed"] == 2
+    worker.flush()
 
     g = zarr.open_group(cfg.store.uri, mode="r")
     maps = g["maps/ig"][:4]
@@ -94,6 +95,7 @@ def test_a_method_failing_on_one_sample_keeps_the_others(tmp_path, monkeypatch):
     monkeypatch.setattr(worker.engine, "gradients", flaky)
     worker.dataset.load = load
     worker.attribute_shard(1, ["gradient"])
+    worker.flush()
     maps = zarr.open_group(cfg.store.uri, mode="r")["maps/gradient"][4:8]
     assert np.isnan(maps[2]).all() and np.isfinite(maps[[0, 1, 3]]).all()
     (record,) = RunStore.open(cfg.store.uri).failures()
@@ -120,6 +122,7 @@ def test_reference_methods_draw_from_the_run_pool_and_record_it(tmp_path):
     assert pool.images.shape == (6, *worker.store.image_shape) and pool.labels.shape == (6,)
     for shard in (0, 1):
         worker.attribute_shard(shard, ["eg", "ig2"])
+    worker.flush()
     group = zarr.open_group(cfg.store.uri, mode="r")
     for key in ("eg", "ig2"):
         assert np.isfinite(group[f"maps/{key}"][:]).all()
@@ -154,7 +157,55 @@ def test_a_map_with_non_finite_values_is_stored_missing_and_recorded(tmp_path, m
 
     monkeypatch.setattr(Gradient, "explain", overflowing)
     worker.attribute_shard(0, ["gradient"])
+    worker.flush()
     maps = zarr.open_group(cfg.store.uri, mode="r")["maps/gradient"][:4]
     assert np.isnan(maps[1]).all() and np.isfinite(maps[[0, 2, 3]]).all()
     [record] = RunStore.open(cfg.store.uri).failures()
     assert record["sample_index"] == 1 and "non-finite" in record["error"] and record["method"] == "gradient"
+
+
+def test_a_failed_store_write_names_the_shard_and_leaves_it_undone(tmp_path, monkeypatch):
+    from attribution.writer import StoreWriteError
+
+    cfg = _config(tmp_path)
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+    real = worker.store.record_failures
+
+    def disk_full(stage, key, shard, records):
+        if key == "ig":
+            raise OSError("No space left on device")
+        return real(stage, key, shard, records)
+
+    monkeypatch.setattr(worker.store, "record_failures", disk_full)
+    worker.attribute_shard(0, ["gradient", "ig"])
+    with pytest.raises(StoreWriteError, match=r"stage 'attribute': shard 0 of method 'ig' failed: OSError: No space"):
+        worker.flush()
+    done = RunStore.open(cfg.store.uri)
+    assert done.done_shards("done/gradient").tolist() == [True, False]
+    assert done.done_shards("done/ig").tolist() == [False, False]  # a rerun computes it again
+
+
+def test_the_next_shard_is_loaded_while_this_one_is_explained(tmp_path):
+    cfg = _config(tmp_path)
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+    loads = []
+    real = worker.dataset.load
+    worker.dataset.load = lambda index: (loads.append(index), real(index))[1]
+    worker.attribute_shard(0, ["ig"], prefetch=1)
+    assert (1, "attribute") in worker._prefetched  # shard 1 is being loaded in the background
+    worker.attribute_shard(1, ["ig"])
+    assert not worker._prefetched and sorted(loads) == list(range(8))  # every sample loaded once
+    profile = worker.flush()
+    assert set(profile) == {"active_s", "load_wait_s", "explain_s", "write_s", "write_wait_s"}
+
+    fresh = _config(tmp_path / "fresh")
+    _plan(fresh)
+    plain = ShardWorker(fresh, fresh.store.uri)
+    for shard in (0, 1):
+        plain.attribute_shard(shard, ["ig"])
+    plain.flush()
+    ours, theirs = (zarr.open_group(c.store.uri, mode="r") for c in (cfg, fresh))
+    np.testing.assert_array_equal(ours["maps/ig"][:], theirs["maps/ig"][:])
+    np.testing.assert_array_equal(ours["samples/predicted"][:], theirs["samples/predicted"][:])
