@@ -7,7 +7,7 @@ much of the engine's speed survives data loading, scheduling and store writes (t
 The workers' time profile (waiting for samples, explaining, writing, waiting for writes) shows
 where the rest goes. ``--model resnet50`` uses torchvision's ResNet-50 with seeded random weights.
 
-    .venv/bin/python -m benchmarks.pipeline [--n-images 10000 --size 224 --model resnet50]   # GPU-sized
+    .venv/bin/python -m benchmarks.pipeline [--n-images 10000 --size 224 --model resnet50]   # GPU defaults
     .venv/bin/python -m benchmarks.pipeline --n-images 256 --size 64                          # CPU-sized
 """
 
@@ -17,6 +17,7 @@ import argparse
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -46,7 +47,8 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--model", default="demo", help="demo, or a torchvision architecture (random weights)")
+    parser.add_argument("--model", default=None, help="demo, or a torchvision architecture with random weights "
+                        "(default: resnet50 on CUDA, demo on CPU)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--shard-size", type=int, default=None, help="default: n/8 (at most 256), so every actor gets shards")
@@ -56,6 +58,7 @@ def main() -> None:
     size = args.size or (224 if cuda else 64)
     device = "cuda" if cuda else "cpu"
     shard = args.shard_size or max(8, min(256, n // 8))
+    model_name = args.model or ("resnet50" if cuda else "demo")
     actors = 1 if cuda else 2
     settings = {"n_steps": args.steps}
     from flows.explain import attribute, plan
@@ -64,7 +67,7 @@ def main() -> None:
         cfg = {
             "name": "pipeline-bench",
             "dataset": {"kind": "synthetic", "n_samples": n, "image_size": size, "seed": 3},
-            "model": _model_config(args.model, tmp),
+            "model": _model_config(model_name, tmp),
             "methods": [{"name": "integrated_gradients", "key": "ig", "settings": settings}],
             "store": {"uri": f"{tmp}/store.zarr", "shard_size": shard},
             "compute": {"device": "auto", "n_actors": actors, "precision": args.precision, "compile": args.compile},
@@ -77,7 +80,10 @@ def main() -> None:
         model = build_model(run)
 
     synthetic = SyntheticConfig(n_samples=n, image_size=size, seed=3)
-    x = torch.from_numpy(np.stack([generate_sample(synthetic, i).image for i in range(n)])).to(device)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        images = list(pool.map(lambda i: generate_sample(synthetic, i).image, range(n)))
+    x = torch.from_numpy(np.stack(images)).to(device)
+    del images
     engine = GradientEngine(model.to(device), run.compute.engine_options(device))
     method = get_method("integrated_gradients", **settings)
     method.attribute(engine, x[:shard], target=None)  # warm-up (and compilation), as each actor pays once
@@ -89,7 +95,7 @@ def main() -> None:
     if cuda:
         torch.cuda.synchronize()
     engine_s = time.perf_counter() - start
-    print(f"{n} synthetic {size}x{size} images, integrated_gradients {args.steps} steps, {args.model}, "
+    print(f"{n} synthetic {size}x{size} images, integrated_gradients {args.steps} steps, {model_name}, "
           f"{args.precision}{', compiled' if args.compile else ''}, device {device}, shards of {shard}")
     print(f"pipeline (attribute flow: load, explain, write): {n / pipeline_s:8.1f} images/s ({pipeline_s:.1f} s, incl. Ray start)")
     print(f"engine alone (images in memory):                 {n / engine_s:8.1f} images/s ({engine_s:.1f} s)")

@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="points per forward/backward (engine batch_size)")
     parser.add_argument("--pair-images", type=int, default=None, help="images for PAIR's one-image-at-a-time GuidedIG")
     parser.add_argument("--compile", action="store_true", help="add the compiled rows on CPU too (slow to compile)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed runs per row after one warm-up, best kept (default 2; 1 without warm-up for "
+                             "ResNet-50/VGG-16 on a CPU); PAIR's rows always run once")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -117,6 +120,7 @@ def main() -> None:
         x = torch.rand(n, 3, size, size, generator=g).to(device)
         target = torch.zeros(n, dtype=torch.long, device=device)
         rows: list[tuple[str, float, float | None, float, str]] = []
+        repeat = args.repeat or (1 if big and not cuda else 2)
 
         limits = {}
         for label, precision, comp in (("eager fp32", "fp32", False), ("eager bf16", "bf16", False), ("compiled bf16", "bf16", True)):
@@ -133,14 +137,14 @@ def main() -> None:
             engine = GradientEngine(model, opts)
             m = get_method(method, **settings)
             reset_peak(device)
-            result, seconds = timed(lambda: m.explain(engine, x, target, **kw), device, repeat=2 if opts.compile else 1)
+            result, seconds = timed(lambda: m.explain(engine, x, target, **kw), device, repeat=max(repeat, 2 if opts.compile else 1))
             return n / seconds, result, peak_mb(device)
 
         ig_rate, ig, ig_mb = ours("integrated_gradients", {"n_steps": k})
         ig_bf16_rate, ig_bf16, bf16_mb = ours("integrated_gradients", {"n_steps": k}, {"precision": "bf16"})
         captum = CaptumIG(model)
         reset_peak(device)
-        _, captum_s = timed(lambda: captum.attribute(x, target=target, n_steps=k, internal_batch_size=batch), device)
+        _, captum_s = timed(lambda: captum.attribute(x, target=target, n_steps=k, internal_batch_size=batch), device, repeat)
         captum_rate = n / captum_s
         res32 = float(ig.diagnostics["relative_residual"].median())
         res16 = float(ig_bf16.diagnostics["relative_residual"].median())
