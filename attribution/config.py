@@ -185,7 +185,7 @@ class ComputeConfig(Strict):
     n_actors: PositiveInt | None = None  # default: one per GPU, else min(2, CPUs)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus_per_actor: Annotated[float, Field(gt=0, le=8)] = 1.0
-    cpus_per_actor: PositiveInt | None = None  # default: GPU actors share the node's CPUs, CPU actors take 1
+    cpus_per_actor: PositiveInt | None = None  # reserved per actor (default 1); a GPU actor's loader uses its share of the node's cores
     batch_size: PositiveInt | None = None
     memory_budget_mb: Annotated[float, Field(gt=0)] | None = None
     precision: Literal["fp32", "bf16"] = "fp32"

@@ -23,7 +23,7 @@ class ComputeError(RuntimeError):
 class PoolPlan:
     n_actors: int
     device: str
-    cpus: int  # per actor: its sample loader gets two threads per CPU
+    cpus: int  # cores per actor for decoding: its sample loader gets two threads per core
     options: dict[str, Any]
 
 
@@ -62,9 +62,10 @@ def plan_pool(compute: ComputeConfig, n_jobs: int) -> PoolPlan:
         if fit < 1:
             raise ComputeError(f"gpus_per_actor={compute.gpus_per_actor} but the cluster has only {gpus:g} GPU(s)")
         n = max(1, min(compute.n_actors or fit, fit, n_jobs))
-        # a GPU actor decodes its own images: give it the node's CPUs unless told otherwise
-        per_actor = compute.cpus_per_actor or max(1, int(cpus // n))
-        opts = {"num_gpus": compute.gpus_per_actor, "num_cpus": per_actor}
+        # A GPU actor decodes its own images: its loader may use its node's cores shared among the
+        # node's GPU actors, but it reserves only cpus_per_actor (default 1) so it is always schedulable.
+        per_actor = compute.cpus_per_actor or cores_per_gpu_actor(ray.nodes(), compute.gpus_per_actor)
+        opts = {"num_gpus": compute.gpus_per_actor, "num_cpus": compute.cpus_per_actor or 1}
         device = "cuda"
     else:
         per_actor = compute.cpus_per_actor or 1
@@ -76,6 +77,16 @@ def plan_pool(compute: ComputeConfig, n_jobs: int) -> PoolPlan:
         opts = {"num_gpus": 0, "num_cpus": per_actor, "runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
         device = "cpu"
     return PoolPlan(n_actors=n, device=device, cpus=per_actor, options=opts)
+
+
+def cores_per_gpu_actor(nodes: list[dict], gpus_per_actor: float) -> int:
+    """The fewest CPU cores any GPU node (``ray.nodes()`` entries) has per GPU actor it can hold (at least 1)."""
+    shares = []
+    for node in nodes:
+        res = node.get("Resources", {})
+        if node.get("Alive") and res.get("GPU", 0) >= gpus_per_actor:
+            shares.append(int(res.get("CPU", 1) // max(1, int(res["GPU"] // gpus_per_actor))))
+    return max(1, min(shares, default=1))
 
 
 @dataclass

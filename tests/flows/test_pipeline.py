@@ -106,8 +106,22 @@ def test_gpu_request_without_gpu_fails_fast(ray_local):
     with pytest.raises(ComputeError, match="compute.device is 'cuda' but the Ray cluster has no GPU"):
         plan_pool(compute, n_jobs=4)
     cpu = plan_pool(parse_config(small_config(Path("/tmp"))).compute, n_jobs=4)
-    assert cpu.device == "cpu" and cpu.options["num_gpus"] == 0
+    assert cpu.device == "cpu" and cpu.options["num_gpus"] == 0 and cpu.cpus == 1
     assert cpu.options["runtime_env"]["env_vars"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_gpu_actors_decode_with_their_share_of_the_node():
+    from tasks.ray_pool import cores_per_gpu_actor
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 64.0}},  # a CPU-only head node does not count
+        {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+        {"Alive": True, "Resources": {"CPU": 48.0, "GPU": 4.0}},
+        {"Alive": False, "Resources": {"CPU": 2.0, "GPU": 8.0}},  # a dead node neither
+    ]
+    assert cores_per_gpu_actor(nodes, 1.0) == 8  # min(16 / 2, 48 / 4)
+    assert cores_per_gpu_actor(nodes, 2.0) == 16  # min(16 / 1, 48 / 2)
+    assert cores_per_gpu_actor([{"Alive": True, "Resources": {"CPU": 1.0}}], 1.0) == 1
 
 
 def test_the_store_refuses_a_different_dataset(prefect_harness, tmp_path):
