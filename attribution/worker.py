@@ -205,13 +205,11 @@ class ShardWorker:
             if x is not None:
                 started = time.perf_counter()
                 rows_ok, result, errors = self._explain(method, x, targets, loaded)
-                if result is not None:
-                    result.maps = reduce_channels(result.maps, self.config.store.channel_reduction).cpu()
-                elapsed = time.perf_counter() - started  # up to the maps on the host: the device is done
+                if result is not None:  # timed up to the maps on the host: the device is done with them
+                    reduced = reduce_channels(result.maps, self.config.store.channel_reduction).cpu().numpy()
+                elapsed = time.perf_counter() - started
                 self._profile["explain_s"] += elapsed
-                seconds = elapsed / max(len(loaded.rows), 1)
                 if result is not None:
-                    reduced = result.maps.numpy()
                     bad = ~np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
                     reduced[bad] = np.nan  # a map with inf/NaN is no map: stored as missing, recorded below
                     for i in np.flatnonzero(bad):
@@ -224,7 +222,7 @@ class ShardWorker:
                             values.float().cpu().numpy()
                         )
                     diag["seconds"] = np.full(shard.size, np.nan, np.float32)
-                    diag["seconds"][loaded.rows[rows_ok]] = seconds
+                    diag["seconds"][loaded.rows[rows_ok]] = elapsed / max(len(loaded.rows), 1)
                 failures += [dict(e, method=key) for e in errors]
             arr = self.store.map_array(key, self.config.store.map_dtype, attrs=map_attrs(self.config, key, method))
             write = functools.partial(self._write_maps, shard, key, arr, maps, diag, failures)
