@@ -78,14 +78,9 @@ class ShardWorker:
             n = len(self.dataset)
             rng = np.random.default_rng(self.config.references_seed)
             chosen = sorted(int(i) for i in rng.choice(n, size=min(cfg.size, n), replace=False))
-            images, labels = [], []
-            for index in chosen:
-                try:
-                    sample = self._load_checked(self.dataset, index)
-                except Exception:  # noqa: BLE001 - such a sample fails (and is recorded) where it is explained
-                    continue
-                images.append(sample.image)
-                labels.append(int(sample.label))
+            # a sample that fails to load fails (and is recorded) where it is explained
+            usable = [s for s in self._load_many(self.dataset, chosen) if not isinstance(s, BaseException)]
+            images, labels = [s.image for s in usable], [int(s.label) for s in usable]
             if not images:
                 raise ValueError("stage 'attribute': no sample of the reference pool could be loaded")
             self._references = References(
@@ -97,19 +92,10 @@ class ShardWorker:
     def load(self, shard: Shard, stage: str) -> LoadedShard:
         """Load a shard's samples; a bad sample becomes a failure record, never a crash."""
         rows, samples, failures = [], [], []
-
-        def load_one(index: int) -> Sample | BaseException:
-            try:
-                sample = self._load_checked(self.dataset, index)
-                if self.config.target == "label" and sample.label < 0:
-                    raise SampleError(sample.id, "target 'label' was asked for but the sample has no label")
-                return sample
-            except Exception as exc:  # noqa: BLE001 - quarantined, with the reason
-                return exc
-
-        # decoding and resizing release the GIL: a few threads keep the engine fed
         indices = list(range(shard.start, shard.stop))
-        for row, (index, loaded) in enumerate(zip(indices, self._loader.map(load_one, indices))):
+        for row, (index, loaded) in enumerate(zip(indices, self._load_many(self.dataset, indices))):
+            if not isinstance(loaded, BaseException) and self.config.target == "label" and loaded.label < 0:
+                loaded = SampleError(loaded.id, "target 'label' was asked for but the sample has no label")
             if isinstance(loaded, BaseException):
                 failures.append(_failure(self.dataset.sample_id(index), index, stage, "*", loaded))
                 continue
@@ -138,6 +124,18 @@ class ShardWorker:
         self._writer.flush()
         active = time.perf_counter() - self._first_call if self._first_call else 0.0
         return {"active_s": active, **self._profile, "write_s": self._writer.busy_s, "write_wait_s": self._writer.waited_s}
+
+    def _load_many(self, dataset: Any, indices: list[int]) -> list[Sample | BaseException]:
+        """:meth:`_load_checked` over ``indices`` on the loader threads (decoding and resizing
+        release the GIL), in order; a sample that fails comes back as its exception."""
+
+        def one(index: int) -> Sample | BaseException:
+            try:
+                return self._load_checked(dataset, index)
+            except Exception as exc:  # noqa: BLE001 - the caller quarantines or reports it, with the reason
+                return exc
+
+        return list(self._loader.map(one, indices))
 
     def _load_checked(self, dataset: Any, index: int) -> Sample:
         """``dataset.load(index)`` with a float32 image of the run's shape and finite values, else SampleError."""
@@ -168,11 +166,11 @@ class ShardWorker:
         total = pattern_sample_count(self.config, len(dataset))
         start, stop = index * cfg.shard_size, min((index + 1) * cfg.shard_size, total)
         images, skipped = [], []
-        for i in range(start, stop):
-            try:
-                images.append(self._load_checked(dataset, i).image)
-            except Exception as exc:  # noqa: BLE001 - reported back to the flow with the reason
-                skipped.append(f"{dataset.sample_id(i)}: {exc}")
+        for i, loaded in zip(range(start, stop), self._load_many(dataset, list(range(start, stop)))):
+            if isinstance(loaded, BaseException):  # reported back to the flow with the reason
+                skipped.append(f"{dataset.sample_id(i)}: {loaded}")
+            else:
+                images.append(loaded.image)
         layers = self.kernel_layers()
         if images:
             x = torch.from_numpy(np.stack(images)).to(self.device)
