@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # looser request lets pip go looking for a newer multi-GB CUDA build.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install clean chromium photos
+.PHONY: demo test lint install clean chromium photos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev,photos]"
+	$(BIN)/pip install -q -e ".[pipeline,dev,photos]"
 	$(BIN)/pip install -q --no-deps imgaug==0.4.0  # only its quokka photo and annotations are read
 	touch $(STAMP)
 
@@ -27,8 +27,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pathatlas demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+# ruff (rules E, F, I, B, UP), its formatter and mypy on the library: zero findings, or the tests do not run
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,25 +1,21 @@
-"""pathatlas' library layer: attribution methods, the gradient engine, metrics, store and report.
+"""pathatlas' library: attribution methods, the gradient engine, metrics, patterns, data and
+model adapters. It imports no Zarr, pydantic, YAML, matplotlib, Prefect or Ray; the run layer
+(:mod:`.run`: config, store, shard worker) and the report (:mod:`.report`) sit above it.
 
-Public API::
+Notebook API::
 
-    from attribution import get_method, list_methods, get_metric, list_metrics
-    ig = get_method("integrated_gradients", n_steps=50, quadrature="gausslegendre")
-    maps = ig.attribute(model, x, target=t, baseline="black")   # x (N, ...) -> maps of x's shape
-
-This package never imports prefect or ray.
+    from pathatlas.attribution import GuidedIG, SmoothGrad, get_method
+    sg = SmoothGrad(GuidedIG(n_steps=16), n_samples=4, noise=0.05)
+    maps = sg.attribute(model, x, target="predicted")          # x (N, ...) -> maps of x's shape
+    ig = get_method("integrated_gradients", n_steps=50)          # the same objects, by name
+    maps = ig.attribute(model, x, target=t, baseline="black")
 """
 
-from attribution.engine import EngineOptions, GradientEngine
-from attribution.methods.base import Attribution, get_method, list_methods
-from attribution.metrics.base import get_metric, list_metrics
+from .engine import EngineOptions, GradientEngine
+from .methods import *  # noqa: F403 - every method class is part of the notebook API
+from .methods import __all__ as _methods
+from .metrics import get_metric, list_metrics
+from .references import References
 
-__all__ = [
-    "Attribution",
-    "EngineOptions",
-    "GradientEngine",
-    "get_method",
-    "get_metric",
-    "list_methods",
-    "list_metrics",
-]
+__all__ = [*_methods, "EngineOptions", "GradientEngine", "References", "get_metric", "list_metrics"]
 __version__ = "0.1.0"

@@ -8,42 +8,37 @@ broadcasts to ``x``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
+
 BaselineFn = Callable[[torch.Tensor, int], torch.Tensor]
-_BASELINES: dict[str, BaselineFn] = {}
+BASELINES: Registry[BaselineFn] = Registry("baseline")
 
 
-def _baseline(name: str) -> Callable[[BaselineFn], BaselineFn]:
-    def decorate(fn: BaselineFn) -> BaselineFn:
-        _BASELINES[name] = fn
-        return fn
-
-    return decorate
-
-
-@_baseline("black")
+@BASELINES.register("black")
 def black(x: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.zeros_like(x)
 
 
-@_baseline("white")
+@BASELINES.register("white")
 def white(x: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.ones_like(x)
 
 
-@_baseline("mean")
+@BASELINES.register("mean")
 def mean(x: torch.Tensor, seed: int) -> torch.Tensor:
     """Each image's own mean colour: per sample and channel for ``(N, C, H, W)``, per sample otherwise."""
     dims = tuple(range(2, x.ndim)) if x.ndim >= 3 else tuple(range(1, x.ndim))
     return x.mean(dim=dims, keepdim=True).expand_as(x).clone()
 
 
-@_baseline("uniform")
+@BASELINES.register("uniform")
 def uniform(x: torch.Tensor, seed: int) -> torch.Tensor:
     """U(0, 1) noise, seeded, generated on the CPU so it is identical on every device."""
     gen = torch.Generator().manual_seed(seed)
@@ -76,7 +71,7 @@ def gaussian_filter_zero(x: torch.Tensor, sigma: float, truncate: float = 4.0) -
     """``(N, C, H, W) -> (N, C, H, W)``: per-channel Gaussian blur with zero padding.
 
     The taps match ``scipy.ndimage.gaussian_filter(mode="constant")`` exactly (radius
-    ``int(truncate * sigma + 0.5)``), which Blur IG's reference uses (methods.md §3).
+    ``int(truncate * sigma + 0.5)``), which PAIR saliency's Blur IG uses.
     """
     radius = int(truncate * sigma + 0.5)
     if sigma <= 0 or radius == 0:
@@ -89,7 +84,7 @@ def gaussian_filter_zero(x: torch.Tensor, sigma: float, truncate: float = 4.0) -
     return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
-@_baseline("blur")
+@BASELINES.register("blur")
 def blur(x: torch.Tensor, seed: int) -> torch.Tensor:
     """A strongly blurred copy of each image (sigma = 1/8 of the shorter side); images only."""
     if x.ndim != 4:
@@ -97,15 +92,10 @@ def blur(x: torch.Tensor, seed: int) -> torch.Tensor:
     return gaussian_blur(x, sigma=min(x.shape[-2:]) / 8.0)
 
 
-BASELINES: tuple[str, ...] = tuple(_BASELINES)
-
-
 def make_baseline(spec: Any, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Resolve ``spec`` into a baseline of ``x``'s shape, dtype and device."""
     if isinstance(spec, str):
-        if spec not in _BASELINES:
-            raise ValueError(f"unknown baseline {spec!r}; choose one of {', '.join(BASELINES)} or pass an array")
-        return _BASELINES[spec](x, seed)
+        return BASELINES.get(spec)(x, seed)
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return torch.full_like(x, float(spec))
     if isinstance(spec, (np.ndarray, list, tuple)):
@@ -118,4 +108,3 @@ def make_baseline(spec: Any, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
                 f"baseline of shape {tuple(spec.shape)} does not broadcast to the input shape {tuple(x.shape)}"
             ) from None
     raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, a number or an array; got {type(spec).__name__}")
-

@@ -10,9 +10,12 @@ they never call the model themselves.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -59,38 +62,62 @@ def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> to
     return logits.gather(1, target.view(-1, 1)).squeeze(1)
 
 
-@dataclass
 class GradientEngine:
     """Evaluate ``d f_target / d x`` at many points, chunked under a memory budget.
 
-    ``model`` maps ``(M, ...) -> (M, classes)`` (or ``(M,)`` for a scalar function).
+    ``model`` maps ``(M, ...) -> (M, classes)`` (or ``(M,)`` for a scalar function). The caller's
+    model is never changed: when the options need it on another device or in channels-last
+    layout, the engine works on its own copy. ``in_place=True`` lets the engine move and re-lay
+    the model itself (the pipeline, which built the model for it, saves the copy).
     """
 
-    model: Callable[[torch.Tensor], torch.Tensor]
-    options: EngineOptions = field(default_factory=EngineOptions)
-
-    def __post_init__(self) -> None:
-        self.device = torch.device(self.options.device) if self.options.device else _model_device(self.model)
-        self._run = self.model
-        if isinstance(self.model, torch.nn.Module):
-            self.model.to(self.device)
+    def __init__(self, model: Any, options: EngineOptions | None = None, *, in_place: bool = False) -> None:
+        self.options = options if options is not None else EngineOptions()
+        self.device = torch.device(self.options.device) if self.options.device else _model_device(model)
+        if isinstance(model, torch.nn.Module):
+            changes = self.device != _model_device(model) or self.options.channels_last
+            if changes and not in_place:
+                model = copy.deepcopy(model)
+            model.to(self.device)
             if self.options.channels_last:
-                self.model.to(memory_format=torch.channels_last)
-        if self.options.compile:
-            # one specialised graph per padded chunk shape (see _pad): no dynamic-shape recompiles
-            self._run = torch.compile(self.model, dynamic=False)
+                model.to(memory_format=torch.channels_last)
+        self._model: Callable[[], Any] = lambda: model
+        # one specialised graph per padded chunk shape (see _pad): no dynamic-shape recompiles
+        self._compiled = torch.compile(model, dynamic=False) if self.options.compile else None
         self._bytes_per_point: dict[tuple, int] = {}
         self._oom_cap: dict[tuple, int] = {}  # chunk sizes that ran out of device memory, halved
         self._eager: GradientEngine | None = None
 
+    @classmethod
+    def borrowing(cls, model: Any) -> GradientEngine:
+        """A default engine that holds ``model`` only weakly (see :func:`as_engine`)."""
+        engine = cls(model)
+        ref = weakref.ref(model)
+        engine._model = ref
+        return engine
+
+    @property
+    def model(self) -> Any:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model this engine ran has been deleted")
+        return model
+
+    @property
+    def _run(self) -> Any:
+        return self._compiled if self._compiled is not None else self.model
+
     # -- chunking -------------------------------------------------------------------------
     def budget_bytes(self) -> int:
+        """Bytes a chunk may hold: ``memory_budget_mb``, else :func:`budget_bytes_for` the device."""
         if self.options.memory_budget_mb is not None:
             return int(self.options.memory_budget_mb * 2**20)
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(0.6 * free)
-        return 2 * 2**30
+        return budget_bytes_for(self.device)
+
+    def group_size(self, bytes_per_item: int) -> int:
+        """How many items of ``bytes_per_item`` fit the budget at once (at least 1): for the working
+        memory a method or metric holds beside the engine's own chunks."""
+        return max(1, self.budget_bytes() // max(1, int(bytes_per_item)))
 
     def chunk_size(self, example: torch.Tensor, output: str = "logit") -> int:
         """Points per chunk for points shaped like ``example`` ``(...)`` (one point, no batch axis)."""
@@ -265,13 +292,22 @@ class GradientEngine:
                 grads.append(g[:m].to(_accum_dtype(pts.dtype)))
         return tuple(grads), tuple(s[:m].detach() for s in scalars)
 
-    def eager(self) -> "GradientEngine":
+    def eager(self) -> GradientEngine:
         """This engine without ``torch.compile`` (for methods that hook modules or tensors)."""
         if not self.options.compile:
             return self
         if self._eager is None:  # kept, so its measured chunk sizes are too
-            self._eager = GradientEngine(self.model, dataclasses.replace(self.options, compile=False))
+            self._eager = GradientEngine(self.model, dataclasses.replace(self.options, compile=False), in_place=True)
         return self._eager
+
+
+def budget_bytes_for(device: torch.device | str) -> int:
+    """The default memory budget: 60 % of the free memory of a CUDA device, 2 GiB on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.6 * free)
+    return 2 * 2**30
 
 
 def _accum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -286,6 +322,22 @@ def _model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
+_ENGINES: weakref.WeakKeyDictionary[Any, GradientEngine] = weakref.WeakKeyDictionary()
+
+
 def as_engine(model: Any) -> GradientEngine:
-    """Wrap a module or callable in a default engine (an engine is returned as it is)."""
-    return model if isinstance(model, GradientEngine) else GradientEngine(model)
+    """A default engine for a module or callable (an engine is returned as it is).
+
+    The engine is kept for the model's lifetime, so repeated calls on one model reuse its
+    measured chunk sizes (a new one is made when the model has moved to another device); it holds
+    the model only weakly, so deleting the model frees both.
+    """
+    if isinstance(model, GradientEngine):
+        return model
+    try:
+        engine = _ENGINES.get(model)
+        if engine is None or engine.device != _model_device(model):
+            engine = _ENGINES[model] = GradientEngine.borrowing(model)
+        return engine
+    except TypeError:  # neither hashable nor weakly referable: an engine for this call only
+        return GradientEngine(model)

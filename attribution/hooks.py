@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ def last_module(model: Any, kind: type) -> str:
 
 
 @contextlib.contextmanager
-def forward_hooks(modules: list[nn.Module], hook: Callable) -> Iterator[None]:
+def forward_hooks(modules: Sequence[nn.Module], hook: Callable) -> Iterator[None]:
     """Register ``hook`` as a forward hook on every module in ``modules`` for the block's duration."""
     handles = [m.register_forward_hook(hook) for m in modules]
     try:

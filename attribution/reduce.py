@@ -7,15 +7,29 @@ channel; ``sum_abs`` is ``|sum|``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sum": lambda m: m.sum(dim=1),
-    "abs_sum": lambda m: m.abs().sum(dim=1),
-    "sum_abs": lambda m: m.sum(dim=1).abs(),
-}
+from .registry import Registry
+
+Reduction = Callable[[torch.Tensor], torch.Tensor]
+REDUCTIONS: Registry[Reduction] = Registry("channel reduction")
+
+
+@REDUCTIONS.register("sum")
+def _sum(maps: torch.Tensor) -> torch.Tensor:
+    return maps.sum(dim=1)
+
+
+@REDUCTIONS.register("abs_sum")
+def _abs_sum(maps: torch.Tensor) -> torch.Tensor:
+    return maps.abs().sum(dim=1)
+
+
+@REDUCTIONS.register("sum_abs")
+def _sum_abs(maps: torch.Tensor) -> torch.Tensor:
+    return maps.sum(dim=1).abs()
 
 
 def reduce_channels(maps: torch.Tensor, how: str = "sum") -> torch.Tensor:
@@ -24,6 +38,4 @@ def reduce_channels(maps: torch.Tensor, how: str = "sum") -> torch.Tensor:
         return maps
     if maps.ndim != 4:
         raise ValueError(f"expected (N, C, H, W) or (N, H, W) maps, got shape {tuple(maps.shape)}")
-    if how not in REDUCTIONS:
-        raise ValueError(f"unknown channel reduction {how!r}; choose one of {', '.join(REDUCTIONS)}")
-    return REDUCTIONS[how](maps)
+    return REDUCTIONS.get(how)(maps)

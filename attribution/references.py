@@ -2,7 +2,7 @@
 
 A :class:`References` pool holds ``(R, ...)`` images and their ``(R,)`` labels (``-1`` when
 unknown). Methods draw from it per sample with the per-sample streams of
-:mod:`attribution.seeding`, so a sample's references do not depend on its batch.
+:mod:`pathatlas.attribution.seeding`, so a sample's references do not depend on its batch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attribution.seeding import rng_for
+from .seeding import rng_for
 
 
 @dataclass
@@ -27,9 +27,11 @@ class References:
         if self.images.shape[0] == 0:
             raise ValueError("the reference pool is empty")
         if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"reference labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
+            raise ValueError(
+                f"reference labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
+            )
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "References":
+    def to(self, device: torch.device, dtype: torch.dtype) -> References:
         return References(self.images.to(device=device, dtype=dtype), self.labels.to(device))
 
 

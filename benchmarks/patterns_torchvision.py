@@ -2,8 +2,8 @@
 
 For each model: the kernel layers found (BatchNorm folded where it follows a convolution), the time
 to accumulate statistics over a few random images and solve, and the worst deviation of
-``w_c . a_c`` from 1 over output units that were active at least once (the invariant of
-methods.md §6.1), plus one PatternAttribution map to show the backward rule runs.
+``w_c . a_c`` from 1 over output units that were active at least once (the invariant
+the patterns are solved for), plus one PatternAttribution map to show the backward rule runs.
 
     .venv/bin/python -m benchmarks.patterns_torchvision [--images 4] [--size 64]
 """
@@ -16,9 +16,9 @@ import time
 import torch
 import torchvision
 
-from attribution import get_method
-from attribution.models.wrapper import PixelSpaceModel
-from attribution.patterns import accumulate, kernel_layers, solve
+from pathatlas.attribution import get_method
+from pathatlas.attribution.models.wrapper import PixelSpaceModel
+from pathatlas.attribution.patterns import accumulate, kernel_layers, solve
 
 
 def main() -> None:
@@ -29,7 +29,8 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.rand(args.images, 3, args.size, args.size)
     print(f"{args.images} random {args.size}x{args.size} images, CPU, {torch.get_num_threads()} threads\n")
-    print(f"{'model':10s} {'kernel layers':>13s} {'folded BN':>9s} {'learn s':>8s} {'max |w.a - 1|':>14s} {'active units':>13s} {'PA map s':>8s}")
+    head = f"{'model':10s} {'kernel layers':>13s} {'folded BN':>9s} {'learn s':>8s} {'max |w.a - 1|':>14s}"
+    print(f"{head} {'active units':>13s} {'PA map s':>8s}")
     for arch in ("vgg16", "resnet18", "resnet50"):
         net = getattr(torchvision.models, arch)(weights=None)
         model = PixelSpaceModel(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -1,4 +1,4 @@
-"""Run PAIR saliency 0.2.1 on numpy >= 2.4 without editing it (methods.md §0.1).
+"""Run PAIR saliency 0.2.1 on numpy >= 2.4 without editing it.
 
 ``guided_ig.py`` calls ``np.quantile(..., interpolation=...)`` (keyword removed in numpy 2.4) and
 ``metrics/pic.py`` calls ``np.trapz`` (removed in 2.4). :func:`patch_saliency` gives those modules

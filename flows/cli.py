@@ -6,13 +6,20 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import typer
-from rich.console import Console
-from rich.table import Table
+try:
+    import typer
+    from rich.console import Console
+    from rich.table import Table
+except ImportError as exc:  # the library alone was installed
+    raise SystemExit(
+        f"pathatlas' command line needs the pipeline extra: pip install 'pathatlas[pipeline]' ({exc})"
+    ) from exc
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset-wide path attribution for PyTorch image classifiers.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Dataset-wide path attribution for PyTorch image classifiers."
+)
 console = Console()
 
 
@@ -29,14 +36,14 @@ def _quiet_environment(verbose: bool) -> None:
 
 def _run(config: dict[str, Any] | str, verbose: bool) -> dict[str, Any]:
     _quiet_environment(verbose)
-    from attribution.config import ConfigError, load_config, parse_config
+    from pathatlas.attribution.run.config import ConfigError, load_config, parse_config
 
     try:
         cfg = load_config(config) if isinstance(config, str) else parse_config(config, "demo config")
     except ConfigError as exc:
         console.print(f"[red]config error[/red] {exc}")
         raise typer.Exit(2) from None
-    from flows.explain import explain
+    from pathatlas.flows.explain import explain
 
     result = explain(cfg.model_dump(mode="json"), show_progress=True)
     console.print(f"store:  {Path(result['store']).resolve()}")
@@ -45,7 +52,9 @@ def _run(config: dict[str, Any] | str, verbose: bool) -> dict[str, Any]:
 
 
 @app.command()
-def run(config: Path = typer.Argument(..., help="run config (YAML)"), verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def run(
+    config: Path = typer.Argument(..., help="run config (YAML)"), verbose: bool = typer.Option(False, "--verbose", "-v")
+) -> None:
     """Explain, evaluate and report on the dataset of CONFIG (resumes an interrupted run)."""
     _run(str(config), verbose)
 
@@ -58,7 +67,7 @@ def demo(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """The embedded default: synthetic benchmark, committed CNN, local Prefect and Ray."""
-    from flows.demo import demo_config
+    from pathatlas.flows.demo import demo_config
 
     if fresh and out.exists():
         shutil.rmtree(out)
@@ -67,8 +76,8 @@ def demo(
 
 @app.command()
 def status(store: str = typer.Argument(..., help="store path or URL")) -> None:
-    """Done, failed and pending samples per method (and per metric)."""
-    from attribution.store import RunStore
+    """Done, failed and pending samples per method."""
+    from pathatlas.attribution.run.store import RunStore
 
     try:
         rs = RunStore.open(store, mode="r")
@@ -89,7 +98,7 @@ def status(store: str = typer.Argument(..., help="store path or URL")) -> None:
 @app.command()
 def validate(config: Path) -> None:
     """Check a run config without running anything."""
-    from attribution.config import ConfigError, load_config
+    from pathatlas.attribution.run.config import ConfigError, load_config
 
     try:
         cfg = load_config(config)
@@ -99,7 +108,7 @@ def validate(config: Path) -> None:
     console.print(f"{config}: ok ({len(cfg.methods)} methods, {len(cfg.metrics)} metrics)")
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     app(args=argv if argv is not None else sys.argv[1:], prog_name="pathatlas")
 
 

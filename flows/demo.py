@@ -4,6 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
+# every registered method, composites included, with settings sized for 2 CPU cores
+METHODS: list[dict[str, Any]] = [
+    {"name": "gradient"},
+    {"name": "input_x_gradient"},
+    {"name": "guided_backprop"},
+    {"name": "gradcam"},
+    {"name": "edge"},
+    {"name": "random", "settings": {"seed": 0}},
+    {
+        "name": "integrated_gradients",
+        "key": "ig",
+        "settings": {"n_steps": 32, "quadrature": "gausslegendre", "baseline": "black"},
+    },
+    {
+        "name": "integrated_gradients",
+        "key": "ig_mean_baseline",
+        "settings": {"n_steps": 32, "quadrature": "trapezoid", "baseline": "mean"},
+    },
+    {"name": "guided_ig", "settings": {"n_steps": 32, "fraction": 0.25, "max_dist": 0.02}},
+    {"name": "guided_ig", "key": "guided_ig_anchored", "settings": {"n_steps": 40, "anchors": 4}},
+    {"name": "blur_ig", "settings": {"n_steps": 32, "max_sigma": 8.0}},
+    {"name": "ig2", "settings": {"n_steps": 64, "n_references": 4, "clip": [0.0, 1.0]}},
+    {"name": "expected_gradients", "settings": {"n_samples": 32}},
+    # noise 0.05, not PAIR's 0.15: at 0.15 the demo CNN's gradients lose the signal (mass 0.04 vs 0.31)
+    {
+        "name": "smoothgrad(integrated_gradients)",
+        "settings": {"n_samples": 8, "noise": 0.05, "base_settings": {"n_steps": 16}},
+    },
+    {
+        "name": "smoothgrad(guided_ig)",
+        "settings": {"n_samples": 4, "noise": 0.05, "base_settings": {"n_steps": 16}},
+    },
+    {"name": "smoothgrad_sq(gradient)", "settings": {"n_samples": 16, "noise": 0.05}},
+    {"name": "vargrad(gradient)", "settings": {"n_samples": 16, "noise": 0.05}},
+    {"name": "xrai(integrated_gradients)", "settings": {"base_settings": {"n_steps": 32}}},
+    {"name": "pattern_net"},
+    {"name": "pattern_attribution"},
+    {"name": "pattern_guided_ig", "settings": {"n_steps": 32, "quadrature": "gausslegendre"}},
+]
+
+METRICS: list[dict[str, Any]] = [
+    {
+        "name": "degradation",
+        "settings": {"patch_size": 4, "n_steps": 24, "replacement": "counterfactual", "seed": 0},
+    },
+    {"name": "localization", "settings": {"region": "signal", "masks": ["distractor"]}},
+    {"name": "pic", "settings": {"min_pred_value": 0.5, "seed": 0}},
+]
+
 
 def demo_config(out_dir: str = "runs/demo", n_samples: int = 96) -> dict[str, Any]:
     """The demo's run config (``deploy/configs/demo.yaml`` is this with the defaults)."""
@@ -13,43 +62,8 @@ def demo_config(out_dir: str = "runs/demo", n_samples: int = 96) -> dict[str, An
         "dataset": {"kind": "synthetic", "n_samples": n_samples, "image_size": 48, "seed": 1000, "n_distractors": 1},
         "model": {"kind": "demo"},
         "target": "predicted",
-        "methods": [
-            {"name": "gradient"},
-            {"name": "input_x_gradient"},
-            {"name": "guided_backprop"},
-            {"name": "gradcam"},
-            {"name": "edge"},
-            {"name": "random", "settings": {"seed": 0}},
-            {
-                "name": "integrated_gradients",
-                "key": "ig",
-                "settings": {"n_steps": 32, "quadrature": "gausslegendre", "baseline": "black"},
-            },
-            {
-                "name": "integrated_gradients",
-                "key": "ig_mean_baseline",
-                "settings": {"n_steps": 32, "quadrature": "trapezoid", "baseline": "mean"},
-            },
-            {"name": "guided_ig", "settings": {"n_steps": 32, "fraction": 0.25, "max_dist": 0.02}},
-            {"name": "guided_ig", "key": "guided_ig_anchored", "settings": {"n_steps": 40, "anchors": 4}},
-            {"name": "blur_ig", "settings": {"n_steps": 32, "max_sigma": 8.0}},
-            {"name": "ig2", "settings": {"n_steps": 64, "n_references": 4, "clip": [0.0, 1.0]}},
-            {"name": "expected_gradients", "settings": {"n_samples": 32}},
-            # noise 0.05, not PAIR's 0.15: at 0.15 the demo CNN's gradients lose the signal (mass 0.04 vs 0.31)
-            {"name": "smoothgrad(integrated_gradients)", "settings": {"n_samples": 8, "noise": 0.05, "base_settings": {"n_steps": 16}}},
-            {"name": "smoothgrad(guided_ig)", "settings": {"n_samples": 4, "noise": 0.05, "base_settings": {"n_steps": 16}}},
-            {"name": "smoothgrad_sq(gradient)", "settings": {"n_samples": 16, "noise": 0.05}},
-            {"name": "vargrad(gradient)", "settings": {"n_samples": 16, "noise": 0.05}},
-            {"name": "xrai(integrated_gradients)", "settings": {"base_settings": {"n_steps": 32}}},
-            {"name": "pattern_net"},
-            {"name": "pattern_attribution"},
-            {"name": "pattern_guided_ig", "settings": {"n_steps": 32, "quadrature": "gausslegendre"}},
-        ],
-        "metrics": [
-            {"name": "degradation", "settings": {"patch_size": 4, "n_steps": 24, "replacement": "counterfactual", "seed": 0}},
-            {"name": "localization", "settings": {"region": "signal", "masks": ["distractor"]}},
-            {"name": "pic", "settings": {"min_pred_value": 0.5, "seed": 0}},
-        ],
+        "methods": METHODS,
+        "metrics": METRICS,
         # patterns are learned on a training split: the same generator with another seed
         "patterns": {
             "dataset": {"kind": "synthetic", "n_samples": 512, "image_size": 48, "seed": 2000, "n_distractors": 1},

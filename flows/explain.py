@@ -11,12 +11,13 @@ from typing import Any
 
 from prefect import flow
 
-from attribution.config import RunConfig, load_config, parse_config
-from tasks.attribute import attribute_dataset
-from tasks.data import plan_dataset
-from tasks.evaluate import evaluate_dataset
-from tasks.patterns import learn_patterns_task, needs_patterns
-from tasks.report import build_report
+from pathatlas.attribution.run.config import RunConfig, load_config, parse_config
+from pathatlas.attribution.run.plan import needs_patterns
+from pathatlas.tasks.attribute import attribute_dataset
+from pathatlas.tasks.data import plan_dataset
+from pathatlas.tasks.evaluate import evaluate_dataset
+from pathatlas.tasks.patterns import learn_patterns_task
+from pathatlas.tasks.report import build_report
 
 
 def _config(config: dict[str, Any] | str) -> dict[str, Any]:

@@ -5,22 +5,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from attribution.config import RunConfig
-from attribution.store import RunStore
-from attribution.worker import build_method, map_attrs
-from tasks.ray_pool import progress, run_pool
-
-
-def pending_attribution(cfg: RunConfig, store: RunStore) -> list[tuple[int, list[str]]]:
-    """``[(shard index, [method keys not done for it])]``, skipping shards already complete."""
-    keys = [m.store_key for m in cfg.methods]
-    done = {k: store.done_shards(f"done/{k}") for k in keys}
-    jobs = []
-    for shard in store.shards():
-        todo = [k for k in keys if not done[k][shard.index]]
-        if todo:
-            jobs.append((shard.index, todo))
-    return jobs
+from pathatlas.attribution.run.config import RunConfig
+from pathatlas.attribution.run.plan import attribution_jobs, prepare_maps
+from pathatlas.attribution.run.store import RunStore
+from pathatlas.tasks.ray_pool import progress, run_pool
 
 
 @task(name="attribute-shards", cache_policy=NO_CACHE)
@@ -29,10 +17,8 @@ def attribute_dataset(config: dict, store_uri: str, show_progress: bool = True) 
     (``profile``: the workers' seconds waiting for samples, explaining, writing, waiting for writes)."""
     cfg = RunConfig.model_validate(config)
     store = RunStore.open(store_uri, cfg.store.storage_options)
-    jobs = pending_attribution(cfg, store)
-    for spec in cfg.methods:  # the driver creates the arrays; workers only write their shards
-        method = build_method(cfg, spec.store_key)
-        store.map_array(spec.store_key, cfg.store.map_dtype, attrs=map_attrs(cfg, spec.store_key, method))
+    jobs = attribution_jobs(cfg, store)
+    prepare_maps(cfg, store)
     logger = get_run_logger()
     logger.info("attribute: %d shard job(s) pending of %d shards", len(jobs), store.n_shards)
     advance, close = progress(len(jobs), "attribute") if show_progress and jobs else (None, lambda: None)

@@ -1,18 +1,19 @@
 """Ray plumbing: connect (or start a local Ray), size an actor pool, stream shards through it.
 
-Actors wrap :class:`attribution.worker.ShardWorker`, which loads the model once. GPU actors take
-``num_gpus`` each; without a GPU the same actors run on CPU, and asking for GPUs where Ray sees
-none fails at once (Ray itself would leave the actor pending forever, pipeline.md §3.3).
+Actors wrap :class:`pathatlas.attribution.run.worker.ShardWorker`, which loads the model once.
+GPU actors take ``num_gpus`` each; without a GPU the same actors run on CPU, and asking for GPUs
+where Ray sees none fails at once (Ray itself would leave the actor pending forever).
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from attribution.config import ComputeConfig
+from pathatlas.attribution.run.config import ComputeConfig
 
 
 class ComputeError(RuntimeError):
@@ -73,7 +74,7 @@ def plan_pool(compute: ComputeConfig, n_jobs: int) -> PoolPlan:
         if fit < 1:
             raise ComputeError(f"cpus_per_actor={per_actor} but the cluster has only {cpus:g} CPU(s)")
         n = max(1, min(compute.n_actors or min(2, fit), fit, n_jobs))
-        # A num_gpus=0 actor on a GPU node still sees the GPU unless it is hidden (pipeline.md §3.3).
+        # A num_gpus=0 actor on a GPU node still sees the GPU unless it is hidden.
         opts = {"num_gpus": 0, "num_cpus": per_actor, "runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
         device = "cpu"
     return PoolPlan(n_actors=n, device=device, cpus=per_actor, options=opts)
@@ -93,7 +94,7 @@ def cores_per_gpu_actor(nodes: list[dict], gpus_per_actor: float) -> int:
 class PoolRun:
     """What a pool run returns: one summary per job, and the workers' time profiles summed
     (seconds: ``active_s``, ``load_wait_s``, ``explain_s``, ``write_s``, ``write_wait_s``; see
-    :meth:`attribution.worker.ShardWorker.flush`)."""
+    :meth:`pathatlas.attribution.run.worker.ShardWorker.flush`)."""
 
     results: list[dict] = field(default_factory=list)
     profile: dict[str, float] = field(default_factory=dict)
@@ -117,7 +118,7 @@ def run_pool(
     """
     import ray
 
-    from attribution.worker import ShardWorker
+    from pathatlas.attribution.run.worker import ShardWorker
 
     out = PoolRun()
     if not jobs:
@@ -125,7 +126,9 @@ def run_pool(
     connect(compute)
     plan = plan_pool(compute, len(jobs))
     remote = ray.remote(ShardWorker)
-    actors = [remote.options(**plan.options).remote(config, store_uri, plan.device, plan.cpus) for _ in range(plan.n_actors)]
+    actors = [
+        remote.options(**plan.options).remote(config, store_uri, plan.device, plan.cpus) for _ in range(plan.n_actors)
+    ]
     queue = deque(jobs)
     reserved: dict[int, tuple | None] = {}
     running: dict[Any, int] = {}
@@ -150,6 +153,7 @@ def run_pool(
         for profile in ray.get([actor.flush.remote() for actor in actors]):  # every write durable
             for name, seconds in profile.items():
                 out.profile[name] = out.profile.get(name, 0.0) + seconds
+        ray.get([actor.close.remote() for actor in actors])  # their loader and writer threads end
     except ray.exceptions.RayActorError as exc:
         raise ComputeError(f"a worker died while running {method}: {exc}") from exc
     finally:
@@ -162,8 +166,9 @@ def progress(total: int, description: str) -> tuple[Callable[[dict], None], Call
     """A rich progress bar over ``total`` shards: ``(advance, close)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    )
     task_id = bar.add_task(description, total=total)
     bar.start()
     return (lambda _result: bar.advance(task_id)), bar.stop
-

@@ -6,10 +6,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from attribution.config import RunConfig
-from attribution.report import write_report
-from attribution.report_data import collect_report_data, markdown_paired, markdown_run_level, markdown_table
-from attribution.store import RunStore
+from pathatlas.attribution.report import collect_report_data, markdown_tables, write_report
+from pathatlas.attribution.run.config import RunConfig
+from pathatlas.attribution.run.store import RunStore
 
 
 @task(name="build-report", cache_policy=NO_CACHE)
@@ -20,7 +19,8 @@ def build_report(config: dict, store_uri: str) -> str:
     data = collect_report_data(store, cfg)
     path = write_report(data, cfg.report_path)
     slug = cfg.name.lower().replace("_", "-").replace(".", "-")
-    tables = (("scores", markdown_table(data)), ("run-level", markdown_run_level(data)), ("paired", markdown_paired(data)))
-    for name, markdown in tables:
-        create_markdown_artifact(key=f"{slug}-{name}", markdown=markdown, description=f"pathatlas run {cfg.name}: {name}")
+    for name, markdown in markdown_tables(data).items():
+        create_markdown_artifact(
+            key=f"{slug}-{name}", markdown=markdown, description=f"pathatlas run {cfg.name}: {name}"
+        )
     return str(path)

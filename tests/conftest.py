@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-# Before prefect or ray are imported anywhere (pipeline.md §6).
+# Before prefect or ray are imported anywhere: quiet, no telemetry, no token auth.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
@@ -49,8 +49,14 @@ class TinyCNN(nn.Module):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 4),
+            nn.Conv2d(channels, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32, 4),
         )
         with torch.no_grad():
             for p in self.net.parameters():

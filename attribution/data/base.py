@@ -7,7 +7,7 @@ normalisation is *not* applied here (it lives inside the model wrapper).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,6 +41,15 @@ class Sample:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     counterfactual: np.ndarray | None = None
 
+    def boxes_mask(self) -> np.ndarray:
+        """``(H, W)`` bool: the union of the boxes (a pixel is in a box when its centre is)."""
+        h, w = self.image.shape[-2:]
+        out = np.zeros((h, w), bool)
+        ys, xs = np.arange(h)[:, None] + 0.5, np.arange(w)[None, :] + 0.5
+        for x0, y0, x1, y1 in self.boxes if self.boxes is not None else []:
+            out |= (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+        return out
+
 
 @runtime_checkable
 class Dataset(Protocol):
@@ -63,3 +72,30 @@ class Dataset(Protocol):
     def label(self, index: int) -> int: ...
 
     def load(self, index: int) -> Sample: ...
+
+
+class FirstN:
+    """The first ``limit`` samples of a dataset (every other attribute is the dataset's own)."""
+
+    def __init__(self, inner: Dataset, limit: int) -> None:
+        self._inner, self._n = inner, min(limit, len(inner))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _check(self, index: int) -> int:
+        if not 0 <= index < self._n:
+            raise IndexError(f"sample index {index} is outside [0, {self._n})")
+        return index
+
+    def sample_id(self, index: int) -> str:
+        return self._inner.sample_id(self._check(index))
+
+    def label(self, index: int) -> int:
+        return self._inner.label(self._check(index))
+
+    def load(self, index: int) -> Sample:
+        return self._inner.load(self._check(index))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attribution.data.base import Sample
-from attribution.data.preprocess import load_image, transform_boxes
+from .base import Sample
+from .preprocess import load_image, transform_boxes
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -42,9 +42,8 @@ class ImageFolderDataset:
         classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
         if not classes:
             raise ValueError(f"image folder {str(self.root)!r} has no class sub-folders")
-        if isinstance(class_index, (str, Path)):
-            class_index = json.loads(Path(class_index).read_text())
-        self.class_to_label = dict(class_index) if class_index else {c: i for i, c in enumerate(classes)}
+        mapping = json.loads(Path(class_index).read_text()) if isinstance(class_index, (str, Path)) else class_index
+        self.class_to_label: dict[str, int] = dict(mapping) if mapping else {c: i for i, c in enumerate(classes)}
         missing = [c for c in classes if c not in self.class_to_label]
         if missing:
             raise ValueError(f"class_index has no entry for the class folder(s) {missing[:5]}")
@@ -54,11 +53,13 @@ class ImageFolderDataset:
         )
         if not self.files:
             raise ValueError(f"image folder {str(self.root)!r} holds no images ({', '.join(sorted(EXTENSIONS))})")
-        names = sorted(self.class_to_label, key=self.class_to_label.get)
+        names = sorted(self.class_to_label, key=lambda c: self.class_to_label[c])
         self.class_names = names
         self.resize, self.crop = resize, crop
         if crop is None:
-            raise ValueError("image folders need 'crop' so that all images share one shape (resize keeps the aspect ratio)")
+            raise ValueError(
+                "image folders need 'crop' so that all images share one shape (resize keeps the aspect ratio)"
+            )
         self.image_shape = (3, crop, crop)
         self.has_boxes = boxes is not None
         self._boxes = _read_boxes(Path(boxes), self.files, self.root) if boxes is not None else {}
@@ -101,7 +102,7 @@ def _read_voc(path: Path) -> np.ndarray:
             bb = obj.find("bndbox")
             if bb is None:
                 raise ValueError(f"object {i} has no <bndbox>")
-            xmin, ymin, xmax, ymax = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            xmin, ymin, xmax, ymax = (float(bb.findtext(k, default="")) for k in ("xmin", "ymin", "xmax", "ymax"))
             boxes.append([xmin - 1, ymin - 1, xmax, ymax])
     except (ET.ParseError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed VOC box file {path}: {exc}") from None

@@ -1,9 +1,9 @@
 """Real photos that ship inside installed packages: scikit-image's CC0 / public-domain photos and
-the quokka of the ``imgaug`` wheel with its bounding box and outline polygon (data.md §1–2).
+the quokka of the ``imgaug`` wheel with its bounding box and outline polygon.
 
 The files are read from the packages' directories; ``imgaug`` is never imported (it needs cv2
 and an old numpy): install it with ``pip install --no-deps imgaug==0.4.0`` (``make photos``).
-Labels are the closest ImageNet-1k class (data.md §1.3); the quokka, absent from ImageNet, is
+Labels are the closest ImageNet-1k class; the quokka, absent from ImageNet, is
 labelled wallaby (104). The quokka's outline becomes the ``outline`` mask; other photos have an
 empty mask and no boxes, so localization scores are NaN (undefined) for them.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as fill_polygon
 
-from attribution.data.base import Sample, SampleError
-from attribution.data.preprocess import Geometry, load_image, transform_boxes
+from .base import Sample, SampleError
+from .preprocess import Geometry, load_image, transform_boxes
 
 # (id, package, file, ImageNet class)
 PHOTOS = (
@@ -42,7 +42,7 @@ def package_dir(name: str) -> Path:
 class BundledPhotosDataset:
     """The five bundled photos, resized (shorter side) and centre-cropped like an ImageNet eval."""
 
-    mask_names = ("outline",)
+    mask_names: tuple[str, ...] = ("outline",)
     has_boxes = True
     has_counterfactual = False
 

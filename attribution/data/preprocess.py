@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from attribution.data.base import SampleError
+from .base import SampleError
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,13 @@ class Geometry:
 def load_image(path: str | Path, sample_id: str, resize: int | None, crop: int | None) -> tuple[np.ndarray, Geometry]:
     """``file -> ((3, H, W) float32 in [0, 1], geometry)``; torchvision's Resize + CenterCrop semantics."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as file:
+            im = file.convert("RGB")
             w, h = im.size
             if resize is not None:
                 s = resize / min(w, h)
                 nw, nh = (resize, max(1, round(h * s))) if w <= h else (max(1, round(w * s)), resize)
-                im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+                im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
             rw, rh = im.size
             left = top = 0
             if crop is not None:

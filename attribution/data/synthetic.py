@@ -1,4 +1,4 @@
-"""The seeded "signal + distractor" benchmark (data.md §5.4).
+"""The seeded "signal + distractor" benchmark.
 
 Each image is ``x = B (+) S_y (+) D (+) G``: a textured background ``B``; the only label-bearing
 component, a signal object ``S_y`` whose *shape* is the class (square, disc, triangle, cross) at a
@@ -17,11 +17,12 @@ can generate any shard and nothing depends on batch boundaries.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from attribution.data.base import Sample
+from .base import Sample
 
 CLASS_NAMES = ["square", "disc", "triangle", "cross"]
 # Half-extent factors that give the four shapes about the same area for one radius r.
@@ -31,9 +32,18 @@ _AREA_SCALE = {0: 0.93, 1: 0.88, 2: 1.21, 3: 1.01}
 @dataclass(frozen=True)
 class SyntheticConfig:
     """``n_samples`` images of ``3 x image_size x image_size``; ``global_amplitude`` is the
-    peak-to-peak size of the global pattern ``G`` in [0, 1] pixel units."""
+    peak-to-peak size of the global pattern ``G`` in [0, 1] pixel units, ``background_contrast``
+    the strength of the background texture ``B``.
 
-    n_samples: int
+    This is also the ``dataset: {kind: synthetic, ...}`` section of a run config (the run layer
+    validates it as it is, so the two cannot drift apart); ``kind`` tags it there.
+    """
+
+    # read by pydantic when the run layer validates this section: unknown keys are refused
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_samples: int = 64
     image_size: int = 48
     seed: int = 0
     n_distractors: int = 1
@@ -43,12 +53,14 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
-        if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16, got {self.image_size}")
+        if not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be in [16, 1024], got {self.image_size}")
         if not 0 <= self.n_distractors <= 8:
             raise ValueError(f"n_distractors must be in [0, 8], got {self.n_distractors}")
         if not 0 <= self.global_amplitude <= 1:
             raise ValueError(f"global_amplitude must be in [0, 1], got {self.global_amplitude}")
+        if not 0 <= self.background_contrast <= 1:
+            raise ValueError(f"background_contrast must be in [0, 1], got {self.background_contrast}")
 
 
 def _shape_mask(cls: int, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
@@ -146,7 +158,7 @@ def generate_arrays(cfg: SyntheticConfig, start: int = 0, stop: int | None = Non
     samples = [generate_sample(cfg, i) for i in range(start, stop)]
     return {
         "image": np.stack([s.image for s in samples]),
-        "counterfactual": np.stack([s.counterfactual for s in samples]),
+        "counterfactual": np.stack([s.counterfactual for s in samples if s.counterfactual is not None]),
         "label": np.array([s.label for s in samples], np.int64),
         "signal": np.stack([s.masks["signal"] for s in samples]),
         "distractor": np.stack([s.masks["distractor"] for s in samples]),
@@ -154,10 +166,10 @@ def generate_arrays(cfg: SyntheticConfig, start: int = 0, stop: int | None = Non
 
 
 class SyntheticDataset:
-    """The benchmark as a :class:`~attribution.data.base.Dataset`."""
+    """The benchmark as a :class:`~pathatlas.attribution.data.base.Dataset`."""
 
     class_names = CLASS_NAMES
-    mask_names = ("signal", "distractor")
+    mask_names: tuple[str, ...] = ("signal", "distractor")
     has_boxes = True
     has_counterfactual = True
 

@@ -8,11 +8,13 @@ from typing import Any
 
 import torch
 
-from attribution.baselines import gaussian_filter_zero
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, References, check_output, register_method
-from attribution.methods.integrated_gradients import completeness
-from attribution.registry import check_positive
+from ..baselines import gaussian_filter_zero
+from ..engine import GradientEngine
+from ..references import References
+from ..registry import check_positive
+from .base import Attribution, Method, register_method
+from .integrated_gradients import completeness
+from .settings import PathSettings
 
 
 @register_method("blur_ig")
@@ -21,10 +23,11 @@ class BlurIG(Method):
 
     The path runs from the fully blurred image ``G(x, max_sigma)`` to ``x``; ``G`` is a per-channel
     Gaussian with zero padding truncated at 4 sigma, as ``scipy.ndimage.gaussian_filter`` in PAIR
-    saliency's ``BlurIG`` (methods.md §3), computed on the device. ``dG/dsigma`` is the reference's
+    saliency's ``BlurIG``, computed on the device. ``dG/dsigma`` is the reference's
     forward difference with ``grad_step``; sigma is evaluated at ``sigma_0 .. sigma_{n-1}`` (a left
     sum). ``sqrt=True`` spaces sigma as the reference's option does. Each step is weighted by its own
-    ``dsigma`` whatever the batch (the reference weights a whole batch by the last step's, §0.6).
+    ``dsigma`` whatever the batch (the reference weights a whole
+    batch of steps by the last step's ``dsigma``, which is wrong for ``sqrt=True``).
 
     Diagnostics: completeness against ``f(x) - f(G(x, max_sigma))``.
 
@@ -34,18 +37,20 @@ class BlurIG(Method):
     image_only = True
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(PathSettings):
+        """The reference's rule: a left sum over sigma, from the input (sigma 0) to ``max_sigma``."""
+
+        RULES = ("riemann_left",)
         n_steps: int = 100
+        quadrature: str = "riemann_left"
         max_sigma: float = 50.0
         grad_step: float = 0.01
         sqrt: bool = False
-        output: str = "logit"
 
         def __post_init__(self) -> None:
-            check_positive("n_steps", self.n_steps, integer=True)
+            super().__post_init__()
             check_positive("max_sigma", self.max_sigma)
             check_positive("grad_step", self.grad_step)
-            check_output(self.output)
 
     def sigmas(self) -> list[float]:
         """``n_steps + 1`` sigma values from 0 to ``max_sigma``."""
@@ -61,7 +66,9 @@ class BlurIG(Method):
         acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         total = torch.zeros_like(x, dtype=acc_dtype)
         cache: dict[str, Any] = {}
-        dsig = torch.as_tensor([b - a for a, b in zip(sig[:-1], sig[1:])], dtype=acc_dtype, device=x.device)
+        dsig = torch.as_tensor(
+            [b - a for a, b in zip(sig[:-1], sig[1:], strict=True)], dtype=acc_dtype, device=x.device
+        )
         view = (-1,) + (1,) * (x.ndim - 1)
 
         # points are step-major (flat = step * N + image) so a chunk needs few distinct sigmas

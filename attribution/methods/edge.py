@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from skimage.filters import sobel
 
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, References, register_method
+from ..engine import GradientEngine
+from ..references import References
+from .base import Attribution, Method, register_method
 
 
 @register_method("edge")
@@ -27,10 +27,6 @@ class Edge(Method):
     image_only = True
     needs_model = False
     spatial = True
-
-    @dataclass(frozen=True)
-    class Settings:
-        pass
 
     def _explain(
         self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None

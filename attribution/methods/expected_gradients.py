@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, References, check_output, register_method
-from attribution.methods.integrated_gradients import residuals
-from attribution.references import draw_indices
-from attribution.registry import check_positive
-from attribution.seeding import generators
+from ..engine import GradientEngine
+from ..references import References, draw_indices
+from ..registry import check_positive
+from ..seeding import generators
+from .base import Attribution, Method, register_method
+from .integrated_gradients import residuals
+from .settings import OutputSettings
 
 
 @register_method("expected_gradients")
@@ -20,8 +21,9 @@ class ExpectedGradients(Method):
     """``(N, ...) -> (N, ...)``: ``E_{x'~pool, a~U(0,1)} [(x - x') * grad f(x' + a (x - x'))]``.
 
     Each sample draws ``n_samples`` (reference, alpha) pairs from its own seeded stream, so its map
-    does not depend on the batch it is in (unlike the pgig explainer, which rolls the batch;
-    methods.md §4.2). All draws of all images go through the engine as one chunked batch.
+    does not depend on the batch it is in (unlike the pgig authors' explainer, which takes a
+    sample's references from the rest of its batch). All draws of all images go through the engine
+    as one chunked batch.
 
     Diagnostics: ``completeness_residual`` against ``f(x) - mean f(drawn references)`` (an
     estimate: Expected Gradients is complete only in expectation).
@@ -34,14 +36,13 @@ class ExpectedGradients(Method):
     needs_references = True
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(OutputSettings):
         n_samples: int = 32
-        output: str = "logit"
         seed: int = 0
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             check_positive("n_samples", self.n_samples, integer=True)
-            check_output(self.output)
 
     def _explain(
         self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None
@@ -67,5 +68,7 @@ class ExpectedGradients(Method):
 
         engine.for_each_gradient(n * k, points, target.repeat_interleave(k), consume, s.output)
         f_x = engine.explained(x, target, s.output)
-        f_ref = engine.explained(refs.images[chosen.flatten()], target.repeat_interleave(k), s.output).view(n, k).mean(1)
+        f_ref = (
+            engine.explained(refs.images[chosen.flatten()], target.repeat_interleave(k), s.output).view(n, k).mean(1)
+        )
         return Attribution(maps=total, diagnostics=residuals(total, f_x - f_ref))

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attribution.engine import GradientEngine
-from attribution.hooks import capture, find_module, last_module
-from attribution.methods.base import Attribution, Method, References, OutputSettings, register_method
+from ..engine import GradientEngine
+from ..hooks import capture, find_module, last_module
+from ..references import References
+from .base import Attribution, Method, register_method
+from .settings import OutputSettings
 
 
 @register_method("gradcam")
@@ -37,7 +39,11 @@ class GradCAM(Method):
     ) -> Attribution:
         engine = engine.eager()
         name = self.settings.layer or last_module(engine.model, nn.Conv2d)
-        cams = torch.zeros((x.shape[0], 1, *x.shape[2:]), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
+        cams = torch.zeros(
+            (x.shape[0], 1, *x.shape[2:]),
+            dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
+            device=x.device,
+        )
         with capture(find_module(engine.model, name), "output", grad=True) as box:
 
             def consume(idx: torch.Tensor, grads: torch.Tensor, values: torch.Tensor) -> None:

@@ -6,8 +6,10 @@ from typing import Any
 
 import torch
 
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, References, Method, OutputSettings, register_method
+from ..engine import GradientEngine
+from ..references import References
+from .base import Attribution, Method, register_method
+from .settings import OutputSettings
 
 
 @register_method("gradient")

@@ -7,9 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from attribution.engine import GradientEngine
-from attribution.hooks import forward_hooks
-from attribution.methods.base import Attribution, Method, References, OutputSettings, register_method
+from ..engine import GradientEngine
+from ..hooks import forward_hooks
+from ..references import References
+from .base import Attribution, Method, register_method
+from .settings import OutputSettings
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -49,7 +51,9 @@ class GuidedBackprop(Method):
     ) -> Attribution:
         engine = engine.eager()
         model = engine.model
-        relus = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))] if isinstance(model, nn.Module) else []
+        relus = (
+            [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))] if isinstance(model, nn.Module) else []
+        )
         if not relus:
             raise ValueError("guided_backprop needs a model with nn.ReLU modules (functional ReLUs cannot be hooked)")
 

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from attribution.engine import GradientEngine, select_output
-from attribution.hooks import capture, find_module, last_module
-from attribution.methods.base import Attribution, Method, References, check_output, register_method
-from attribution.methods.integrated_gradients import residuals
-from attribution.references import draw_indices
-from attribution.registry import SettingsError, check_positive
+from ..engine import GradientEngine, select_output
+from ..hooks import capture, find_module, last_module
+from ..references import References, draw_indices
+from ..registry import SettingsError, check_positive
+from .base import Attribution, Method, register_method
+from .integrated_gradients import residuals
+from .settings import PathSettings
 
-_NORM_EPS = 1e-12  # the reference divides by the raw norm and returns NaN when it is 0 (§8.5)
+_NORM_EPS = 1e-12  # the reference divides by the raw norm and returns NaN when it is 0
 
 
 @register_method("ig2")
 class IG2(Method):
     """``(N, ...) -> (N, ...)``: IG along GradPath, averaged over ``n_references`` references.
 
-    GradPath (methods.md §8.1) starts at the explicand and takes ``n_steps`` steps of L2 length
+    GradPath starts at the explicand and takes ``n_steps`` steps of L2 length
     ``step_size`` along the normalised gradient that *decreases* the squared distance between the
     model's ``representation`` of the point and of a reference; its end point is the GradCF
     counterfactual. The attribution integrates ``(p_i - p_{i+1}) * grad f(p_i)`` along the path. The
@@ -46,19 +48,21 @@ class IG2(Method):
     needs_references = True
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(PathSettings):
+        """GradPath's own rule: ``(p_i - p_{i+1})`` times the gradient at ``p_i`` (a left sum)."""
+
+        RULES = ("riemann_left",)
         n_steps: int = 201
+        quadrature: str = "riemann_left"
         step_size: float | None = None
         representation: str | None = None
         n_references: int = 8
         clip: tuple[float, float] | None = None
-        output: str = "logit"
         seed: int = 0
 
         def __post_init__(self) -> None:
-            check_positive("n_steps", self.n_steps, integer=True)
+            super().__post_init__()
             check_positive("n_references", self.n_references, integer=True)
-            check_output(self.output)
             if self.step_size is not None:
                 check_positive("step_size", self.step_size)
             if self.clip is not None and (len(self.clip) != 2 or not self.clip[0] < self.clip[1]):
@@ -91,24 +95,17 @@ class IG2(Method):
                 return select_output(logits, tgt[idx], s.output), -distance
 
             for _ in range(s.n_steps):
-                grads: dict[str, torch.Tensor] = {}
-
-                def keep(idx: torch.Tensor, g: tuple, v: tuple) -> None:
-                    grads.setdefault("f", torch.empty_like(attr))[idx] = g[0].to(attr.dtype)
-                    grads.setdefault("d", torch.empty_like(p))[idx] = g[1].to(p.dtype)
-
-                engine.for_each_objective(p.shape[0], lambda idx: p[idx], objective, keep, key="ig2")
-                d = grads["d"]
-                step = eta * d / d.flatten(1).norm(dim=1).clamp_min(_NORM_EPS).view(view)
+                grad_f, grad_d = _gradients(engine, p, objective, attr.dtype)
+                step = eta * grad_d / grad_d.flatten(1).norm(dim=1).clamp_min(_NORM_EPS).view(view)
                 nxt = p + step if s.clip is None else (p + step).clamp(s.clip[0], s.clip[1])
-                attr += (p - nxt).to(attr.dtype) * grads["f"]
+                attr += (p - nxt).to(attr.dtype) * grad_f
                 p = nxt
         maps = attr.view(n, r, *x.shape[1:]).mean(1)
         f_x = engine.explained(x, target, s.output)
         f_cf = engine.explained(p, tgt, s.output).view(n, r).mean(1)
         return Attribution(maps=maps, diagnostics={**residuals(maps, f_x - f_cf), "counterfactual_output": f_cf})
 
-    def _representation(self, model: Any) -> "_Representation":
+    def _representation(self, model: Any) -> _Representation:
         spec = self.settings.representation
         if spec == "output":
             return _Representation(None, "output")
@@ -120,6 +117,21 @@ class IG2(Method):
         return _Representation(find_module(model, name), where or "input")
 
 
+def _gradients(
+    engine: GradientEngine, p: torch.Tensor, objective: Callable, acc_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(M, ...) -> (M, ...) x2``: the gradients of the explained output (in ``acc_dtype``) and of
+    the negative representation distance (in ``p``'s dtype) at every point, from one forward each."""
+    grad_f, grad_d = torch.empty_like(p, dtype=acc_dtype), torch.empty_like(p)
+
+    def keep(idx: torch.Tensor, g: tuple, v: tuple) -> None:
+        grad_f[idx] = g[0].to(acc_dtype)
+        grad_d[idx] = g[1].to(p.dtype)
+
+    engine.for_each_objective(p.shape[0], lambda idx: p[idx], objective, keep, key="ig2")
+    return grad_f, grad_d
+
+
 class _Representation:
     """Reads the representation of the latest forward pass: a hooked layer or the model output."""
 
@@ -128,7 +140,7 @@ class _Representation:
         self._ctx: Any = None
         self._box: dict[str, torch.Tensor] = {}
 
-    def __enter__(self) -> "_Representation":
+    def __enter__(self) -> _Representation:
         if self.module is not None:
             self._ctx = capture(self.module, self.where)
             self._box = self._ctx.__enter__()
@@ -142,4 +154,3 @@ class _Representation:
         """``(m, k)`` flattened representation of the forward that produced ``logits``."""
         value = (logits if self.module is None else self._box["value"]).reshape(logits.shape[0], -1)
         return value.float() if value.dtype in (torch.bfloat16, torch.float16) else value
-

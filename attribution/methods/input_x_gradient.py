@@ -6,9 +6,10 @@ from typing import Any
 
 import torch
 
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, References, register_method
-from attribution.methods.gradient import Gradient
+from ..engine import GradientEngine
+from ..references import References
+from .base import Attribution, register_method
+from .gradient import Gradient
 
 
 @register_method("input_x_gradient")

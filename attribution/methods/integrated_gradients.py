@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
-from attribution.baselines import make_baseline
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, References, Method, check_output, register_method
-from attribution.quadrature import QUADRATURES, quadrature
-from attribution.registry import check_choice, check_positive
+from ..baselines import make_baseline
+from ..engine import GradientEngine
+from ..quadrature import quadrature
+from ..references import References
+from .base import Attribution, Method, register_method
+from .settings import BaselinePathSettings
 
 
 @register_method("integrated_gradients")
@@ -30,19 +31,8 @@ class IntegratedGradients(Method):
     """
 
     @dataclass(frozen=True)
-    class Settings:
-        n_steps: int = 50
-        quadrature: str = "gausslegendre"
-        baseline: Any = "black"
-        output: str = "logit"
-        seed: int = 0
-
-        def __post_init__(self) -> None:
-            check_positive("n_steps", self.n_steps, integer=True)
-            check_choice("quadrature", self.quadrature, QUADRATURES)
-            check_output(self.output)
-            if self.quadrature == "trapezoid" and self.n_steps < 2:
-                raise ValueError("setting n_steps must be >= 2 for the trapezoid quadrature")
+    class Settings(BaselinePathSettings):
+        """``n_steps`` points of ``quadrature`` from ``baseline`` to the input."""
 
     def _explain(
         self, engine: GradientEngine, x: torch.Tensor, target: torch.Tensor, baseline: Any, refs: References | None

@@ -8,13 +8,16 @@ from typing import Any
 
 import torch
 
-from attribution.baselines import make_baseline
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, References, check_output, get_method, register_method
-from attribution.methods.integrated_gradients import IntegratedGradients, integrate_straight_path
-from attribution.patterns import Patterns, kernel_layers
-from attribution.patterns.rules import PatternRule
-from attribution.registry import SettingsError
+from ..baselines import make_baseline
+from ..engine import GradientEngine
+from ..patterns import Patterns, kernel_layers
+from ..patterns.rules import PatternRule
+from ..references import References
+from ..registry import SettingsError
+from .base import METHODS, Attribution, Method, register_method, split_composite
+from .composite import Composite
+from .integrated_gradients import IntegratedGradients, integrate_straight_path
+from .settings import OutputSettings
 
 
 class PatternMethod(Method):
@@ -42,10 +45,10 @@ class PatternMethod(Method):
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         source = self.settings.patterns
-        out["patterns"] = None if source is None else {
-            "path": source.meta.get("path") if isinstance(source, Patterns) else str(source),
-            "sha256": self.patterns().sha256,
-        }
+        out["patterns"] = None
+        if source is not None:
+            path = source.meta.get("path") if isinstance(source, Patterns) else str(source)
+            out["patterns"] = {"path": path, "sha256": self.patterns().sha256}
         return out
 
     def rule_context(self, engine: GradientEngine, x: torch.Tensor) -> Any:
@@ -66,18 +69,17 @@ class _Backward(PatternMethod):
 
     ``scale_by_output=True`` seeds the backward pass with the output's value (innvestigate, the
     authors' code: the map of a linear model is ``y * (w ⊙ a)`` and sums to ``y``); ``False`` seeds
-    with 1. ``output`` picks the logit (innvestigate) or the softmax probability (pgig); methods.md
-    §0.9 lists how the implementations disagree.
+    with 1. ``output`` picks the logit (innvestigate) or the softmax probability (the pgig code), two
+    choices the published implementations disagree on.
     """
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(OutputSettings):
         patterns: Any = None
-        output: str = "logit"
         scale_by_output: bool = True
 
         def __post_init__(self) -> None:
-            check_output(self.output)
+            super().__post_init__()
             _check_patterns(self.patterns)
 
     def _explain(
@@ -93,7 +95,9 @@ class _Backward(PatternMethod):
 
 @register_method("pattern_net")
 class PatternNet(_Backward):
-    __doc__ = "PatternNet: the signal estimate, back-propagated through the patterns ``a``.\n\n    " + (_Backward.__doc__ or "")
+    __doc__ = "PatternNet: the signal estimate, back-propagated through the patterns ``a``.\n\n    " + (
+        _Backward.__doc__ or ""
+    )
     rule = "net"
 
 
@@ -109,7 +113,7 @@ class PatternGuidedIG(PatternMethod):
     backward passes at the path points (seed 1, as the pgig synthetic notebook).
 
     Same path, quadrature and batching as ``integrated_gradients``. PGIG does not satisfy
-    completeness (methods.md §7.1); the residual is recorded like IG's.
+    completeness (its path gradients are not the model's); the residual is recorded like IG's.
 
     References: Schwarzenberg & Castle, "Pattern-Guided Integrated Gradients", ICML-W 2020;
     Kindermans et al., "Learning how to explain neural networks: PatternNet and
@@ -137,16 +141,16 @@ class PatternGuidedIG(PatternMethod):
 
 def uses_patterns(method: Method) -> bool:
     """Whether ``method`` (or the method a composite wraps) needs patterns."""
-    base = getattr(method, "base", None)
-    return isinstance(method, PatternMethod) or (isinstance(base, Method) and uses_patterns(base))
+    return isinstance(method, PatternMethod) or (isinstance(method, Composite) and uses_patterns(method.base))
 
 
 def with_patterns(name: str, settings: dict[str, Any], path: str) -> dict[str, Any]:
-    """``settings`` with ``patterns=path`` filled in wherever a pattern method (also inside a composite) has none."""
-    method = get_method(name, **settings)
-    if isinstance(method, PatternMethod):
-        return settings if settings.get("patterns") is not None else {**settings, "patterns": path}
-    base = getattr(method, "base", None)
-    if isinstance(base, Method):
-        return {**settings, "base_settings": with_patterns(method.settings.base, dict(method.settings.base_settings), path)}
-    return settings
+    """``settings`` of the configured method ``name`` with ``patterns=path`` filled in wherever a
+    pattern method (also inside a composite) has none; unchanged when nothing needs filling."""
+    outer, inner = split_composite(name)
+    if inner is None:
+        needs = issubclass(METHODS.get(outer), PatternMethod) and settings.get("patterns") is None
+        return {**settings, "patterns": path} if needs else settings
+    base_settings = dict(settings.get("base_settings") or {})
+    filled = with_patterns(inner, base_settings, path)
+    return settings if filled == base_settings else {**settings, "base_settings": filled}

@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from attribution.engine import GradientEngine
-from attribution.methods.base import Attribution, Method, References, register_method
-from attribution.seeding import randn_like_each
+from ..engine import GradientEngine
+from ..references import References
+from ..seeding import randn_like_each
+from .base import Attribution, Method, register_method
 
 
 @register_method("random")

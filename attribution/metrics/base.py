@@ -1,36 +1,80 @@
 """Metric base class and registry.
 
-A metric scores stored maps per sample. ``score`` takes one batch of samples and returns
-per-sample float arrays (NaN where undefined, never booleans); the store keeps them under
-``/scores/<metric>/<method>/<output>``, so shards evaluate independently and merging is a
-concatenation.
+A metric scores maps per sample. :meth:`Metric.score` takes one batch of samples and returns
+per-sample float arrays (NaN where undefined, never booleans) and the samples it skipped with
+the reason. A sample's scores depend only on that sample (and its global index, for seeds), so a
+run scores shard by shard and the store puts each shard's rows in place. :meth:`Metric.compute`
+gives the run-level numbers that are not means of per-sample scores (e.g. PIC's AUC of the
+median curve), from every sample's scores.
+
+Each output declares how to show it (:class:`Output`): a label, a description, whether higher or
+lower is better, its category and a curve's axis labels. The report is driven by these.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from attribution.registry import Registry, build_settings
+from ..engine import budget_bytes_for
+from ..registry import Registry, build_settings, settings_signature
 
-METRICS: Registry["Metric"] = Registry("metric")
+METRICS: Registry[type[Metric]] = Registry("metric", load=lambda: importlib.import_module(__package__ or ""))
 register_metric = METRICS.register
+
+CATEGORIES = ("score", "detail", "curve", "run")
+DIRECTIONS = ("higher", "lower", None)
 
 
 @dataclass(frozen=True)
 class Output:
-    """One per-sample output of a metric.
+    """One output of a metric and how to show it.
 
-    ``shape`` is the per-sample shape (``()`` for a scalar, ``(K,)`` for a curve);
-    ``higher_is_better`` is ``None`` for outputs that are not scores (e.g. a curve).
+    ``shape``: per sample (``()`` a number, ``(K,)`` a curve; ``()`` for a run-level number).
+    ``category``: ``score`` (a per-sample number that ranks methods: score table, paired
+    comparisons), ``detail`` (a per-sample number that does not rank methods, e.g. the area under
+    a random-order curve), ``curve`` (a per-sample curve on ``x_label`` / ``y_label`` axes, the x
+    values evenly spaced on [0, 1]) or ``run`` (a number over the whole run, from
+    :meth:`Metric.compute`). ``direction``: ``higher`` or ``lower`` is better (scores and run
+    numbers), ``None`` otherwise.
     """
 
     shape: tuple[int, ...]
-    higher_is_better: bool | None
+    label: str
     description: str
+    category: str = "score"
+    direction: str | None = None
+    x_label: str = ""
+    y_label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise ValueError(f"output category {self.category!r} is not one of {CATEGORIES}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"output direction {self.direction!r} is not one of {DIRECTIONS}")
+        ranks = self.category in ("score", "run")
+        if ranks != (self.direction is not None):
+            raise ValueError(f"output {self.label!r}: scores and run numbers have a direction, other outputs none")
+        if (self.category == "curve") != (len(self.shape) == 1):
+            raise ValueError(f"output {self.label!r}: curves are (K,) per sample, other outputs numbers")
+        if self.category == "curve" and not (self.x_label and self.y_label):
+            raise ValueError(f"curve {self.label!r} needs its axis labels")
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return None if self.direction is None else self.direction == "higher"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Output:
+        return cls(**{**data, "shape": tuple(data["shape"])})
 
 
 @dataclass
@@ -41,7 +85,9 @@ class MetricBatch:
     ``targets`` ``(N,)`` int64; ``indices`` ``(N,)`` global sample indices (seeds derive from them
     so results do not depend on sharding); ``predict`` maps ``(M, C, H, W)`` to class probabilities
     ``(M, classes)`` in memory-bounded chunks; ``counterfactuals`` ``(N, C, H, W)`` and ``masks``
-    ``name -> (N, H, W)`` when the dataset has them.
+    ``name -> (N, H, W)`` when the dataset has them. ``group_size(bytes_per_item)`` says how many
+    items of working memory fit at once (a run passes its engine's
+    :meth:`~pathatlas.attribution.engine.GradientEngine.group_size`).
     """
 
     images: torch.Tensor
@@ -51,30 +97,28 @@ class MetricBatch:
     predict: Callable[[torch.Tensor], torch.Tensor] | None = None
     counterfactuals: torch.Tensor | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    group_size: Callable[[int], int] | None = None
+
+    def items_per_group(self, bytes_per_item: int) -> int:
+        """``group_size``, or the engine's default budget on the images' device."""
+        if self.group_size is not None:
+            return self.group_size(bytes_per_item)
+        return max(1, budget_bytes_for(self.images.device) // max(1, bytes_per_item))
 
 
 @dataclass
-class MetricState:
-    """Per-sample results of one metric for one method: global ``indices (n,)``, ``values``
-    ``output -> (n, *shape)`` float32 and the ``skipped`` samples' reasons by global index."""
+class Scores:
+    """One batch's scores: ``values`` ``output -> (N, *shape)`` float32 (NaN where undefined) and
+    the ``skipped`` rows of the batch with the reason (their values are NaN)."""
 
-    indices: np.ndarray
     values: dict[str, np.ndarray]
     skipped: dict[int, str] = field(default_factory=dict)
 
-    def take(self, rows: np.ndarray) -> "MetricState":
-        """The state restricted to (or resampled at) positions ``rows``."""
-        return MetricState(self.indices[rows], {k: v[rows] for k, v in self.values.items()}, dict(self.skipped))
-
 
 class Metric:
-    """Base class: subclasses declare ``Settings`` (a frozen dataclass), ``needs_model`` and
-    implement :meth:`outputs` and :meth:`score`.
-
-    Shards evaluate independently: ``update`` scores a batch into a :class:`MetricState`,
-    ``merge`` combines states of disjoint samples exactly (results do not depend on how a dataset
-    was split), ``compute`` gives the run-level numbers.
-    """
+    """Base class: subclasses declare ``Settings`` (a frozen dataclass) and ``needs_model``, and
+    implement :meth:`outputs` and :meth:`score`; those with run-level numbers also
+    :meth:`run_outputs` and :meth:`compute`."""
 
     name: ClassVar[str]
     needs_model: ClassVar[bool] = True
@@ -83,6 +127,10 @@ class Metric:
     class Settings:
         pass
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = settings_signature(cls.Settings)  # type: ignore[attr-defined]
+
     def __init__(self, **settings: Any) -> None:
         self.settings = build_settings(f"metric {self.name!r}", self.Settings, settings)
 
@@ -90,52 +138,28 @@ class Metric:
         """Per-sample outputs for images of ``image_shape`` ``(C, H, W)``."""
         raise NotImplementedError
 
+    def run_outputs(self) -> dict[str, Output]:
+        """Run-level numbers :meth:`compute` gives (category ``run``); none by default."""
+        return {}
+
     def applicable(self, has_counterfactual: bool, mask_names: tuple[str, ...], has_boxes: bool) -> str | None:
         """``None`` if the metric can run on such a dataset, else the reason it cannot."""
         return None
 
-    def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
-        """Score one batch: ``name -> (N, *shape)`` float32 arrays, one row per sample (NaN where
-        undefined). A metric that skips samples adds ``"__skipped__": {row: reason}``."""
+    def score(self, batch: MetricBatch) -> Scores:
+        """Score one batch: one row per sample of every output in :meth:`outputs`."""
         raise NotImplementedError
 
-    def update(self, state: MetricState | None, batch: MetricBatch) -> MetricState:
-        """``state`` plus the scores of ``batch``."""
-        scores = dict(self.score(batch))
-        skipped = scores.pop("__skipped__", {})
-        indices = np.asarray(batch.indices, dtype=np.int64)
-        new = MetricState(indices, {k: np.asarray(v) for k, v in scores.items()},
-                          {int(indices[i]): str(r) for i, r in skipped.items()})  # type: ignore[union-attr]
-        return new if state is None else self.merge(state, new)
-
-    @staticmethod
-    def merge(a: MetricState, b: MetricState) -> MetricState:
-        """The union of two states over disjoint samples, ordered by global index."""
-        overlap = np.intersect1d(a.indices, b.indices)
-        if overlap.size:
-            raise ValueError(f"cannot merge metric states that both hold samples {overlap[:5].tolist()}")
-        indices = np.concatenate([a.indices, b.indices])
-        order = np.argsort(indices, kind="stable")
-        values = {k: np.concatenate([a.values[k], b.values[k]])[order] for k in a.values}
-        return MetricState(indices[order], values, {**a.skipped, **b.skipped})
-
-    def compute(self, state: MetricState) -> dict[str, Any]:
-        """Run-level numbers: the NaN-ignoring mean of every output (a mean curve for curves)."""
-        out: dict[str, Any] = {}
-        for name, values in state.values.items():
-            finite = values[np.isfinite(values).reshape(len(values), -1).all(axis=1)]
-            out[name] = finite.mean(axis=0) if len(finite) else np.full(values.shape[1:], np.nan)
-        return out
+    def compute(self, values: dict[str, np.ndarray]) -> dict[str, float]:
+        """Run-level numbers (the keys of :meth:`run_outputs`) from every sample's ``values``
+        ``output -> (n, *shape)``; rows with NaNs are samples without a score."""
+        return {}
 
 
 def get_metric(name: str, **settings: Any) -> Metric:
     """Instantiate a registered metric with validated settings."""
-    import attribution.metrics  # noqa: F401  (fills the registry)
-
     return METRICS.get(name)(**settings)
 
 
 def list_metrics() -> list[str]:
-    import attribution.metrics  # noqa: F401
-
     return METRICS.names()

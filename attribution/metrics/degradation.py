@@ -4,7 +4,7 @@ Patches of ``patch_size`` x ``patch_size`` are ranked by the attribution mass th
 signed sum of the map over the patch). Step ``k`` of ``K`` replaces exactly the top
 ``round(k P / K)`` of the ``P`` patches (all of them at ``k = K``), all channels, whatever the
 sign of the replacement values; the target's softmax probability is recorded at every step.
-Unlike the PGIG script (methods.md §9.2) the top patch is replaced at the first step and
+Unlike the PGIG authors' evaluation script, the top patch is replaced at the first step and
 negative replacement values are written.
 
 References: Samek et al., "Evaluating the visualization of what a deep neural network has
@@ -20,13 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attribution.baselines import gaussian_blur
-from attribution.metrics.base import Metric, MetricBatch, Output, register_metric
-from attribution.registry import check_choice, check_positive
+from ..baselines import gaussian_blur
+from ..registry import check_choice, check_positive
+from .base import Metric, MetricBatch, Output, Scores, register_metric
 
 REPLACEMENTS = ("patch_mean", "black", "blur", "counterfactual")
 ORDERS = ("morf", "lerf", "random")
-_MAX_IMAGES_PER_CALL = 512
+_ORDER_NAMES = {"morf": "MoRF", "lerf": "LeRF", "random": "random-order"}
 
 
 @register_metric("degradation")
@@ -67,12 +67,26 @@ class Degradation(Metric):
     def outputs(self, image_shape: tuple[int, int, int]) -> dict[str, Output]:
         _, k = self._grid(image_shape)
         out: dict[str, Output] = {}
-        direction = {"morf": (True, False), "lerf": (False, True), "random": (None, None)}
+        # removing the most relevant patches first should hurt fast (high AOPC, low AUC); LeRF the reverse
+        direction = {"morf": ("higher", "lower"), "lerf": ("lower", "higher"), "random": (None, None)}
         for order in ORDERS:
-            aopc_hib, auc_hib = direction[order]
-            out[order] = Output((k + 1,), None, f"target probability after replacing the {order} patches")
-            out[f"aopc_{order}"] = Output((), aopc_hib, f"AOPC, {order} order")
-            out[f"auc_{order}"] = Output((), auc_hib, f"area under the {order} curve")
+            aopc, auc = direction[order]
+            name = _ORDER_NAMES[order]
+            out[order] = Output(
+                (k + 1,),
+                f"{name} curve",
+                f"target probability after replacing the {name} patches, step by step",
+                category="curve",
+                x_label="fraction of patches replaced",
+                y_label="target probability",
+            )
+            kind = "score" if aopc is not None else "detail"
+            out[f"aopc_{order}"] = Output(
+                (), f"{name} AOPC", f"mean drop of the target probability, {name} order", category=kind, direction=aopc
+            )
+            out[f"auc_{order}"] = Output(
+                (), f"{name} AUC", f"area under the {name} curve", category=kind, direction=auc
+            )
         return out
 
     def applicable(self, has_counterfactual: bool, mask_names: tuple[str, ...], has_boxes: bool) -> str | None:
@@ -101,14 +115,16 @@ class Degradation(Metric):
         orders = {
             "morf": torch.argsort(-mass, dim=1, stable=True),
             "lerf": torch.argsort(mass, dim=1, stable=True),
-            "random": torch.stack([
-                torch.from_numpy(np.random.default_rng([self.settings.seed, int(i)]).permutation(mass.shape[1]))
-                for i in batch.indices
-            ]).to(mass.device),
+            "random": torch.stack(
+                [
+                    torch.from_numpy(np.random.default_rng([self.settings.seed, int(i)]).permutation(mass.shape[1]))
+                    for i in batch.indices
+                ]
+            ).to(mass.device),
         }
         return {name: torch.argsort(order, dim=1) for name, order in orders.items()}
 
-    def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
+    def score(self, batch: MetricBatch) -> Scores:
         if batch.predict is None:
             raise ValueError("metric 'degradation' needs the model (batch.predict)")
         x = batch.images
@@ -118,7 +134,8 @@ class Degradation(Metric):
         replacement = self.replacement_images(batch)
         p = self.settings.patch_size
         result: dict[str, np.ndarray] = {}
-        steps_per_call = max(1, _MAX_IMAGES_PER_CALL // n)
+        # one step of the batch: its degraded images, the replaced-pixel mask, and the model's input copy
+        steps_per_call = batch.items_per_group(3 * x[0].numel() * x.element_size() * n)
         for order, rank in self.ranks(batch).items():
             curve = torch.empty(n, k + 1, dtype=torch.float64)
             for s0 in range(0, k + 1, steps_per_call):
@@ -127,11 +144,11 @@ class Degradation(Metric):
                 pixels = replaced.view(n, -1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
                 degraded = torch.where(pixels[:, :, None], replacement[:, None], x[:, None])  # (N, S, C, H, W)
                 probs = batch.predict(degraded.reshape(-1, c, h, w)).view(n, len(steps), -1)
-                curve[:, s0 : s0 + len(steps)] = probs.gather(
-                    2, batch.targets.view(n, 1, 1).expand(n, len(steps), 1)
-                ).squeeze(2).double().cpu()
+                curve[:, s0 : s0 + len(steps)] = (
+                    probs.gather(2, batch.targets.view(n, 1, 1).expand(n, len(steps), 1)).squeeze(2).double().cpu()
+                )
             fractions = counts.double().cpu() / n_patches
             result[order] = curve.float().numpy()
             result[f"aopc_{order}"] = (curve[:, :1] - curve).mean(1).float().numpy()
             result[f"auc_{order}"] = torch.trapezoid(curve, fractions, dim=1).float().numpy()
-        return result
+        return Scores(result)

@@ -6,7 +6,7 @@ Scores use ``|map|`` of the stored (channel-summed) map:
 
 - ``roc_auc``: the Mann–Whitney ROC-AUC of ``|map|`` as a pixel score for "inside the region"
   (ties count half) — the Guided IG paper's "weak localization" as far as its description goes
-  (methods.md §9.4: no reference code exists; these choices are ours);
+  (the paper publishes no code for it; these choices are ours);
 - ``pointing_game``: the share of the map's maximal pixels that fall inside the region grown by
   ``tolerance`` pixels (1 or 0 when the maximum is unique; Zhang et al. use 15 px at 224);
 - ``mass_<region>``: the share of ``|map|`` inside the region, and ``mass_<m>`` for every mask in
@@ -29,8 +29,8 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 from scipy.stats import rankdata
 
-from attribution.metrics.base import Metric, MetricBatch, Output, register_metric
-from attribution.registry import check_positive
+from ..registry import check_positive
+from .base import Metric, MetricBatch, Output, Scores, register_metric
 
 
 @register_metric("localization")
@@ -49,14 +49,21 @@ class Localization(Metric):
             check_positive("tolerance", self.tolerance, allow_zero=True, integer=True)
 
     def outputs(self, image_shape: tuple[int, int, int]) -> dict[str, Output]:
-        r = self.settings.region
+        r, tol = self.settings.region, self.settings.tolerance
         out = {
-            "roc_auc": Output((), True, f"pixel ROC-AUC of |map| against the {r!r} region"),
-            "pointing_game": Output((), True, f"share of the map's maxima inside the {r!r} region (tolerance {self.settings.tolerance} px)"),
-            f"mass_{r}": Output((), True, f"share of |map| inside the {r!r} region"),
+            "roc_auc": Output((), "ROC-AUC", f"pixel ROC-AUC of |map| against the {r!r} region", direction="higher"),
+            "pointing_game": Output(
+                (),
+                "pointing game",
+                f"share of the map's maxima inside the {r!r} region (tolerance {tol} px)",
+                direction="higher",
+            ),
+            f"mass_{r}": Output((), f"mass on {r}", f"share of |map| inside the {r!r} region", direction="higher"),
         }
         for m in self.settings.masks:
-            out[f"mass_{m}"] = Output((), False, f"share of |map| inside the {m!r} mask (less is better)")
+            out[f"mass_{m}"] = Output(
+                (), f"mass on {m}", f"share of |map| inside the {m!r} mask (less is better)", direction="lower"
+            )
         return out
 
     def applicable(self, has_counterfactual: bool, mask_names: tuple[str, ...], has_boxes: bool) -> str | None:
@@ -64,7 +71,7 @@ class Localization(Metric):
         missing = [m for m in (self.settings.region, *self.settings.masks) if m not in available]
         return f"the dataset has no {missing} (it has {sorted(available) or 'no masks or boxes'})" if missing else None
 
-    def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
+    def score(self, batch: MetricBatch) -> Scores:
         s = self.settings
         maps = batch.maps.abs().double().cpu().numpy()
         region = batch.masks[s.region].cpu().numpy().astype(bool)
@@ -83,7 +90,7 @@ class Localization(Metric):
             if 0 < r.sum() < r.size and m.max() > m.min():
                 top = m == m.max()
                 out["pointing_game"][i] = grown[i].ravel()[top].mean()
-        return out
+        return Scores(out)
 
 
 def mass(values: np.ndarray, inside: np.ndarray) -> float:

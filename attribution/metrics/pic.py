@@ -13,22 +13,21 @@ informative or not less predictive than the original) get NaN and a recorded rea
 SIC and AIC share one set of reconstructions and one batched prediction.
 
 References: Kapishnikov, Bolukbasi, Viégas & Terry, "XRAI: Better Attributions Through Regions",
-ICCV 2019; PAIR saliency ``saliency/metrics/pic.py`` (methods.md §9.1).
+ICCV 2019; PAIR saliency ``saliency/metrics/pic.py``.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from scipy import interpolate
 
-from attribution.metrics.base import Metric, MetricBatch, MetricState, Output, register_metric
-from attribution.registry import SettingsError, check_choice
+from ..registry import SettingsError, check_choice
+from .base import Metric, MetricBatch, Output, Scores, register_metric
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.10, 0.13, 0.21, 0.34, 0.5, 0.75)
 
@@ -55,7 +54,9 @@ def blurred_image(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     out = img * known[..., None].astype(np.float32)
     points, unknown = np.argwhere(known), np.argwhere(~known)
     # one triangulation for all channels (the reference triangulates once per channel: same values)
-    values = interpolate.LinearNDInterpolator(points, img[tuple(points.T)].astype(np.float64), fill_value=np.nan)(unknown)
+    values = interpolate.LinearNDInterpolator(points, img[tuple(points.T)].astype(np.float64), fill_value=np.nan)(
+        unknown
+    )
     values = np.where(np.isnan(values), mean[None, :], values)
     out[tuple(unknown.T)] = values
     out = out[..., 0] if gray else out
@@ -72,8 +73,14 @@ def webp_size(image: np.ndarray) -> int:
 
 
 def pic_curve(
-    entropies: np.ndarray, preds: np.ndarray, e0: float, e_orig: float, p0: float, p_orig: float,
-    keep_monotonous: bool, num_data_points: int,
+    entropies: np.ndarray,
+    preds: np.ndarray,
+    e0: float,
+    e_orig: float,
+    p0: float,
+    p_orig: float,
+    keep_monotonous: bool,
+    num_data_points: int,
 ) -> np.ndarray:
     """``(T,) x2 -> (num_data_points + 1,)`` curve y on ``x = linspace(0, 1, n, endpoint=False) + [1]``."""
     x = np.clip((entropies - e0) / (e_orig - e0), 0.0, 1.0)
@@ -126,22 +133,48 @@ class PIC(Metric):
 
     def outputs(self, image_shape: tuple[int, int, int]) -> dict[str, Output]:
         n = self.settings.num_data_points + 1
+        x_label = "information kept (normalised lossless WebP size)"
         return {
-            "sic": Output((n,), None, "softmax information curve (normalised probability vs normalised WebP size)"),
-            "aic": Output((n,), None, "accuracy information curve"),
-            "sic_auc": Output((), True, "area under the SIC"),
-            "aic_auc": Output((), True, "area under the AIC"),
+            "sic": Output(
+                (n,),
+                "SIC",
+                "softmax information curve: the target's probability against the information kept",
+                category="curve",
+                x_label=x_label,
+                y_label="normalised target probability",
+            ),
+            "aic": Output(
+                (n,),
+                "AIC",
+                "accuracy information curve: whether the target is predicted against the information kept",
+                category="curve",
+                x_label=x_label,
+                y_label="normalised accuracy",
+            ),
+            "sic_auc": Output((), "SIC AUC", "area under the image's SIC", direction="higher"),
+            "aic_auc": Output((), "AIC AUC", "area under the image's AIC", direction="higher"),
         }
 
-    def compute(self, state: MetricState) -> dict[str, Any]:
-        """Means, plus ``<sic|aic>_aggregate_auc``: the AUC of the pointwise median (``aggregation``)
-        of the per-image curves — the number the XRAI paper reports."""
-        out = super().compute(state)
-        for name in ("sic", "aic"):
-            out[f"{name}_aggregate_auc"] = aggregate_curves(state.values[name], self.settings.aggregation)[1]
-        return out
+    def run_outputs(self) -> dict[str, Output]:
+        agg = self.settings.aggregation
+        return {
+            f"{name}_aggregate_auc": Output(
+                (),
+                f"{name.upper()} AUC of the {agg} curve",
+                f"area under the pointwise {agg} of the images' {name.upper()} curves "
+                "(the number the XRAI paper reports)",
+                category="run",
+                direction="higher",
+            )
+            for name in ("sic", "aic")
+        }
 
-    def score(self, batch: MetricBatch) -> dict[str, np.ndarray]:
+    def compute(self, values: dict[str, np.ndarray]) -> dict[str, float]:
+        """``<sic|aic>_aggregate_auc``: the AUC of the pointwise median (``aggregation``) of the
+        per-image curves."""
+        return {f"{n}_aggregate_auc": aggregate_curves(values[n], self.settings.aggregation)[1] for n in ("sic", "aic")}
+
+    def score(self, batch: MetricBatch) -> Scores:
         s = self.settings
         images = (batch.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         saliency = batch.maps.abs().double().cpu().numpy()
@@ -156,6 +189,8 @@ class PIC(Metric):
             recon.append(np.stack(stack))
             entropies[i] = [webp_size(im) for im in stack]
         x = torch.from_numpy(np.concatenate(recon)).permute(0, 3, 1, 2).float().div(255).to(batch.images.device)
+        if batch.predict is None:
+            raise ValueError("metric 'pic' needs the model (batch.predict)")
         probs = batch.predict(x).reshape(n, len(s.thresholds) + 2, -1)
         target = batch.targets.view(-1, 1).to(probs.device)
         sic = probs.gather(2, target[:, :, None].expand(-1, probs.shape[1], 1))[..., 0].double().cpu().numpy()
@@ -168,12 +203,19 @@ class PIC(Metric):
                 if reason:
                     skipped.setdefault(i, []).append(f"{name.upper()}: {reason}")
                     continue
-                curve = pic_curve(entropies[i, 2:], preds[i, 2:], entropies[i, 1], entropies[i, 0], preds[i, 1],
-                                  preds[i, 0], s.keep_monotonous, s.num_data_points)
+                curve = pic_curve(
+                    entropies[i, 2:],
+                    preds[i, 2:],
+                    entropies[i, 1],
+                    entropies[i, 0],
+                    preds[i, 1],
+                    preds[i, 0],
+                    s.keep_monotonous,
+                    s.num_data_points,
+                )
                 out[name][i] = curve
                 out[f"{name}_auc"][i] = np.trapezoid(curve, curve_grid(s.num_data_points))
-        out["__skipped__"] = {i: "; ".join(r) for i, r in skipped.items()}  # type: ignore[assignment]
-        return out
+        return Scores(out, {i: "; ".join(r) for i, r in skipped.items()})
 
 
 def _skip_reason(entropy: np.ndarray, pred: np.ndarray, min_pred_value: float) -> str | None:
@@ -181,7 +223,9 @@ def _skip_reason(entropy: np.ndarray, pred: np.ndarray, min_pred_value: float) -
     if pred[0] < min_pred_value:
         return f"prediction on the original {pred[0]:.3f} is below min_pred_value {min_pred_value}"
     if entropy[1] >= entropy[0]:
-        return f"the blurred start is not less informative than the original ({entropy[1]:.0f} >= {entropy[0]:.0f} bytes)"
+        return (
+            f"the blurred start is not less informative than the original ({entropy[1]:.0f} >= {entropy[0]:.0f} bytes)"
+        )
     if pred[1] >= pred[0]:
         return f"the prediction on the blurred start is not lower ({pred[1]:.3f} >= {pred[0]:.3f})"
     return None

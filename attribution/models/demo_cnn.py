@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attribution.models.wrapper import PixelSpaceModel
+from .wrapper import PixelSpaceModel
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 WEIGHTS = ASSETS / "demo_cnn.pt"
@@ -29,10 +29,15 @@ def demo_cnn(width: int = 24, n_classes: int = 4) -> nn.Sequential:
 
     w = width
     return nn.Sequential(
-        *block(3, w), nn.MaxPool2d(2),
-        *block(w, 2 * w), nn.MaxPool2d(2),
-        *block(2 * w, 4 * w), *block(4 * w, 4 * w),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * w, n_classes),
+        *block(3, w),
+        nn.MaxPool2d(2),
+        *block(w, 2 * w),
+        nn.MaxPool2d(2),
+        *block(2 * w, 4 * w),
+        *block(4 * w, 4 * w),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * w, n_classes),
     )
 
 

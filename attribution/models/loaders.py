@@ -7,26 +7,31 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from attribution.models.wrapper import PixelSpaceModel
+from .wrapper import PixelSpaceModel
 
 Norm = Sequence[float] | None
 
 
-def torchvision_model(arch: str, weights: str | Path, num_classes: int | None = None, mean: Norm = None, std: Norm = None) -> PixelSpaceModel:
+def torchvision_model(
+    arch: str, weights: str | Path, num_classes: int | None = None, mean: Norm = None, std: Norm = None
+) -> PixelSpaceModel:
     """``torchvision.models.get_model(arch, weights=None)`` with a local state dict (``weights_only=True``)."""
     import torchvision
 
     names = torchvision.models.list_models()
     if arch not in names:
         close = difflib.get_close_matches(arch, names, n=3)
-        raise ValueError(f"unknown torchvision architecture {arch!r}; close names: {close} "
-                         "(torchvision.models.list_models() lists all)")
+        raise ValueError(
+            f"unknown torchvision architecture {arch!r}; close names: {close} "
+            "(torchvision.models.list_models() lists all)"
+        )
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} for {arch} does not exist")
@@ -38,8 +43,10 @@ def torchvision_model(arch: str, weights: str | Path, num_classes: int | None = 
     state = {k.removeprefix("module."): v for k, v in state.items()}
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"weights {str(path)!r} do not fit {arch}: missing {result.missing_keys[:5]}, "
-                         f"unexpected {result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"weights {str(path)!r} do not fit {arch}: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
     return PixelSpaceModel(net, mean, std)
 
 
@@ -49,7 +56,9 @@ def torchscript_model(path: str | Path, mean: Norm = None, std: Norm = None) -> 
     return PixelSpaceModel(torch.jit.load(str(path), map_location="cpu"), mean, std)
 
 
-def entrypoint_model(spec: str, kwargs: dict[str, Any] | None = None, mean: Norm = None, std: Norm = None) -> PixelSpaceModel:
+def entrypoint_model(
+    spec: str, kwargs: dict[str, Any] | None = None, mean: Norm = None, std: Norm = None
+) -> PixelSpaceModel:
     """Call ``package.module:function(**kwargs)``; it must return an ``nn.Module``."""
     module_name, _, func_name = spec.partition(":")
     try:

@@ -1,6 +1,6 @@
-"""Reproduce the committed demo weights: ``python -m attribution.models.train_demo``.
+"""Reproduce the committed demo weights: ``python -m pathatlas.attribution.models.train_demo``.
 
-Trains :func:`~attribution.models.demo_cnn.demo_cnn` on the synthetic benchmark (training seed
+Trains :func:`~pathatlas.attribution.models.demo_cnn.demo_cnn` on the synthetic benchmark (training seed
 ``seed``, held-out test set from another generator seed), deterministically on the CPU, and writes
 the state dict and a JSON record (settings, accuracy, time, sha256).
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attribution.data.synthetic import SyntheticConfig, generate_arrays
-from attribution.models.demo_cnn import INFO, MEAN, STD, WEIGHTS, demo_cnn
-from attribution.models.wrapper import PixelSpaceModel
+from ..data.synthetic import SyntheticConfig, generate_arrays
+from .demo_cnn import MEAN, STD, WEIGHTS, demo_cnn
+from .wrapper import PixelSpaceModel
 
 TRAIN_SEED, TEST_SEED = 0, 999
 

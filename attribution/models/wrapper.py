@@ -1,13 +1,13 @@
 """The model as pathatlas sees it: pixel-space input in [0, 1], normalisation inside.
 
 Putting the normalisation inside the model is what keeps paths, baselines and maps in pixel
-space, and gradients taken with respect to the tensor the path lives in (the bug of computing
-the path in one space and the gradient in another is methods.md §0.4).
+space, and gradients taken with respect to the tensor the path lives in (computing the path in one
+space and the gradient in another is a common bug of IG implementations).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -15,6 +15,9 @@ from torch import nn
 
 class Normalize(nn.Module):
     """``(N, C, H, W) -> (N, C, H, W)``: ``(x - mean) / std`` per channel."""
+
+    mean: torch.Tensor  # buffers (1, C, 1, 1)
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()

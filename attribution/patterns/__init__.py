@@ -6,10 +6,10 @@ sums over data, ``solve`` turns them into patterns, and ``rules`` runs a backwar
 each kernel layer uses its pattern.
 """
 
-from attribution.patterns.layers import KernelLayer, kernel_layers
-from attribution.patterns.rules import pattern_backward
-from attribution.patterns.solve import Patterns, solve
-from attribution.patterns.statistics import LayerStats, PatternStatistics, accumulate
+from .layers import KernelLayer, kernel_layers
+from .rules import pattern_backward
+from .solve import Patterns, solve
+from .statistics import LayerStats, PatternStatistics, accumulate
 
 __all__ = [
     "KernelLayer",

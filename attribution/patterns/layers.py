@@ -17,12 +17,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from attribution.models.wrapper import Normalize
+from ..models.wrapper import Normalize
 
 KERNELS = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (
-    nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
-    nn.Identity, nn.ZeroPad2d, Normalize,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.MaxPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+    nn.ZeroPad2d,
+    Normalize,
 )
 
 
@@ -35,7 +44,7 @@ class KernelLayer:
     """
 
     name: str
-    module: nn.Module
+    module: nn.Conv2d | nn.Linear
     norm_name: str | None
     norm: nn.BatchNorm2d | None
     weight: torch.Tensor
@@ -111,15 +120,21 @@ def kernel_layers(model: nn.Module, example: torch.Tensor) -> list[KernelLayer]:
     return layers
 
 
-def _fold(name: str, module: nn.Module, norm: nn.BatchNorm2d | None, names: dict) -> KernelLayer:
+def _fold(name: str, module: nn.Conv2d | nn.Linear, norm: nn.BatchNorm2d | None, names: dict) -> KernelLayer:
     w = module.weight.detach().double()
-    b = module.bias.detach().double() if module.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+    b = (
+        module.bias.detach().double()
+        if module.bias is not None
+        else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+    )
     scale = torch.ones(w.shape[0], dtype=torch.float64, device=w.device)
     if norm is not None:
         if norm.training:
             raise ValueError(f"BatchNorm2d {names[norm]!r} is in training mode; patterns need the model in eval mode")
         gamma = norm.weight.detach().double() if norm.weight is not None else torch.ones_like(scale)
         beta = norm.bias.detach().double() if norm.bias is not None else torch.zeros_like(scale)
+        if norm.running_var is None or norm.running_mean is None:
+            raise ValueError(f"BatchNorm2d {names[norm]!r} keeps no running statistics; patterns cannot fold it")
         scale = gamma / torch.sqrt(norm.running_var.double() + norm.eps)
         b = (b - norm.running_mean.double()) * scale + beta
         w = w * scale.view(-1, *([1] * (w.ndim - 1)))

@@ -1,8 +1,8 @@
 """The pattern backward pass: each kernel layer's input-gradient uses its pattern.
 
 PatternNet back-propagates through ``a`` and PatternAttribution through ``w ⊙ a`` in place of the
-weights ``w``; ReLU gates and max-pool routing come from the ordinary forward pass (methods.md
-§6.3). The rule is attached by forward hooks that re-route each kernel layer's output through a
+weights ``w``; ReLU gates and max-pool routing come from the ordinary forward pass, as in
+innvestigate. The rule is attached by forward hooks that re-route each kernel layer's output through a
 custom autograd function: the forward values are the layer's own, the backward is the pattern's.
 Weights are never touched, and the hooks are removed on exit, also after an exception.
 """
@@ -10,13 +10,14 @@ Weights are never touched, and the hooks are removed on exit, also after an exce
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.grad import conv2d_input
 
-from attribution.patterns.layers import KernelLayer
+from .layers import KernelLayer
 
 KINDS = ("net", "attribution")
 
@@ -26,7 +27,9 @@ class _PatternGrad(torch.autograd.Function):
     (and back through the module's own child modules, ``pre``, when it has any)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor, conv: Any, pre: Any) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor, conv: Any, pre: Any
+    ) -> torch.Tensor:
         ctx.conv, ctx.pre = conv, pre
         ctx.kernel_shape = pre(x).shape if pre is not None else x.shape
         ctx.save_for_backward(kernel, x)
@@ -78,7 +81,8 @@ class PatternRule:
             pattern = patterns[layer.name]
             if tuple(pattern.shape) != tuple(layer.weight.shape):
                 raise ValueError(
-                    f"pattern of layer {layer.name!r} has shape {tuple(pattern.shape)}, the layer's weight {tuple(layer.weight.shape)}"
+                    f"pattern of layer {layer.name!r} has shape {tuple(pattern.shape)}, "
+                    f"the layer's weight {tuple(layer.weight.shape)}"
                 )
             weight = layer.module.weight
             kernel = backward_kernel(layer, pattern.double(), kind).to(device=weight.device, dtype=weight.dtype)
@@ -95,7 +99,9 @@ class PatternRule:
         try:
             for module, kernel, conv, pre in self.entries:
 
-                def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv, pre=pre) -> torch.Tensor:
+                def hook(
+                    mod: nn.Module, inputs: tuple, output: torch.Tensor, kernel=kernel, conv=conv, pre=pre
+                ) -> torch.Tensor:
                     return _PatternGrad.apply(inputs[0], output.detach(), kernel, conv, pre)
 
                 handles.append(module.register_forward_hook(hook))
@@ -105,7 +111,9 @@ class PatternRule:
                 h.remove()
 
 
-def pattern_backward(layers: list[KernelLayer], patterns: dict[str, torch.Tensor], kind: str) -> contextlib.AbstractContextManager:
+def pattern_backward(
+    layers: list[KernelLayer], patterns: dict[str, torch.Tensor], kind: str
+) -> contextlib.AbstractContextManager:
     """Within the block, input gradients of ``layers`` use the PatternNet (``kind="net"``) or
     PatternAttribution (``"attribution"``) rule."""
     return PatternRule(layers, patterns, kind).active()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -12,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from attribution.patterns.layers import KernelLayer
-from attribution.patterns.statistics import LayerStats, PatternStatistics
+from .layers import KernelLayer
+from .statistics import LayerStats, PatternStatistics
 
 
 def solve_layer(stats: LayerStats, weight: torch.Tensor) -> torch.Tensor:
-    """``(C, ...)`` float64 pattern of one layer (methods.md §6.1).
+    """``(C, ...)`` float64 pattern of one layer (Kindermans et al. 2018, eq. for the two-component estimator).
 
     ``cov = E+[xy] - E+[x] E[y]`` with ``E+`` over each unit's positive regime and ``E[y]`` over all
     samples (the authors' code); then ``a_c = cov_c / (w_c . cov_c)`` so that ``w_c . a_c = 1``.
@@ -47,8 +48,9 @@ class Patterns:
     statistics: PatternStatistics
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
+        """Over the layer names and pattern bytes (computed once: patterns are not changed after solving)."""
         h = hashlib.sha256()
         for name in sorted(self.patterns):
             h.update(name.encode())
@@ -60,19 +62,23 @@ class Patterns:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"pattern|{k}": v.numpy() for k, v in self.patterns.items()}
-        arrays.update({
-            f"stats|{layer}|{name}": v for layer, sums in self.statistics.to_numpy().items() for name, v in sums.items()
-        })
+        arrays.update(
+            {
+                f"stats|{layer}|{name}": v
+                for layer, sums in self.statistics.to_numpy().items()
+                for name, v in sums.items()
+            }
+        )
         arrays["meta"] = np.array(json.dumps({k: v for k, v in self.meta.items() if k != "path"}))
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its bool option
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.replace(path)
         return self.sha256
 
     @classmethod
-    def load(cls, path: str | Path) -> "Patterns":
+    def load(cls, path: str | Path) -> Patterns:
         with np.load(Path(path)) as data:
             arrays = {k: data[k] for k in data.files}
         patterns = {k.split("|", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("pattern|")}

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import zarr
 
-from attribution.patterns import Patterns
+from pathatlas.attribution.patterns import Patterns
+from pathatlas.attribution.run.store import RunStore
 from tests.flows.conftest import small_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.ray]
@@ -21,12 +22,15 @@ def pattern_config(tmp_path):
         {"name": "smoothgrad(pattern_net)", "settings": {"n_samples": 2}},
     ]
     cfg["metrics"] = [{"name": "localization"}]
-    cfg["patterns"] = {"dataset": {"kind": "synthetic", "n_samples": 40, "image_size": 48, "seed": 99}, "shard_size": 16}
+    cfg["patterns"] = {
+        "dataset": {"kind": "synthetic", "n_samples": 40, "image_size": 48, "seed": 99},
+        "shard_size": 16,
+    }
     return cfg
 
 
 def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_local, tmp_path):
-    from flows.explain import explain, learn_patterns
+    from pathatlas.flows.explain import explain, learn_patterns
 
     cfg = pattern_config(tmp_path)
     first = learn_patterns(cfg, show_progress=False)
@@ -35,8 +39,7 @@ def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_loc
     assert Patterns.load(path).sha256 == sha
 
     # a run that died after its first training shard: only the other two are computed again
-    store = zarr.open_group(cfg["store"]["uri"], mode="r+")
-    store["patterns/done"][1:] = 0
+    zarr.open_group(cfg["store"]["uri"], mode="r+")["patterns/done"][1:] = 0  # the flags it never wrote
     (tmp_path / "patterns.npz").unlink()
     again = learn_patterns(cfg, show_progress=False)
     assert again["shards"] == 2 and again["sha256"] == sha  # merging is exact, whoever computed the shards
@@ -44,11 +47,14 @@ def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_loc
     # explain finds the file learned for this model and reuses it; every pattern map records its hash
     result = explain(cfg, show_progress=False)
     assert result["attribute"]["failed_samples"] == 0
-    g = zarr.open_group(cfg["store"]["uri"], mode="r")
-    assert g["patterns/a"].attrs["sha256"] == sha
+    store = RunStore.open(cfg["store"]["uri"])
+    assert store.patterns_attrs()["sha256"] == sha
     for key in ("pattern_attribution", "pattern_guided_ig"):
-        assert g[f"maps/{key}"].attrs["method"]["patterns"] == {"path": path, "sha256": sha}
-        assert np.isfinite(g[f"maps/{key}"][:]).all()
-    assert g["maps/smoothgrad.pattern_net"].attrs["method"]["base_settings"]["patterns"]["sha256"] == sha
-    mass = {k: float(np.nanmean(g[f"scores/localization/{k}/mass_distractor"][:])) for k in ("ig", "pattern_attribution")}
+        assert store.map_attrs(key)["method"]["patterns"] == {"path": path, "sha256": sha}
+        assert np.isfinite(store.maps(key)).all()
+    assert store.map_attrs("smoothgrad.pattern_net")["method"]["base_settings"]["patterns"]["sha256"] == sha
+    mass = {
+        k: float(np.nanmean(store.scores("localization", k)["mass_distractor"].values))
+        for k in ("ig", "pattern_attribution")
+    }
     assert mass["pattern_attribution"] < mass["ig"]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import zarr
 
-from attribution.config import parse_config
-from attribution.store import RunStore
-from attribution.worker import ShardWorker
+from pathatlas.attribution.run.config import parse_config
+from pathatlas.attribution.run.plan import prepare_maps
+from pathatlas.attribution.run.store import RunStore
+from pathatlas.attribution.run.worker import ShardWorker
 from tests.flows.conftest import small_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.ray]
@@ -34,7 +35,7 @@ def _chunk_mtimes(store_path: Path, key: str) -> dict[str, int]:
 
 
 def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
-    from flows.explain import explain
+    from pathatlas.flows.explain import explain
 
     result = explain(config, show_progress=False)
     profile = result["attribute"].pop("profile")  # the workers' time, summed over actors
@@ -68,37 +69,38 @@ def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
 
 
 def test_resume_computes_only_missing_shards(prefect_harness, ray_local, tmp_path):
-    from flows.explain import attribute, plan
+    from pathatlas.flows.explain import attribute, plan
 
     cfg = small_config(tmp_path)
     store_path = Path(cfg["store"]["uri"])
     plan(cfg)
     # A run that died after two shards: their maps and flags are in the store, the rest is not.
+    prepare_maps(parse_config(cfg), RunStore.open(str(store_path)))  # as the attribute stage does first
     worker = ShardWorker(parse_config(cfg), str(store_path))
     for shard in (0, 2):
         worker.attribute_shard(shard, ["gradient", "ig"])
     worker.flush()
     before = _chunk_mtimes(store_path, "ig")
-    partial = zarr.open_group(str(store_path), mode="r")["maps/ig"][:]
+    partial = RunStore.open(str(store_path)).maps("ig")
 
     result = attribute(cfg, show_progress=False)
     assert {k: v for k, v in result.items() if k != "profile"} == {"jobs": 2, "skipped_shards": 2, "failed_samples": 0}
     after = _chunk_mtimes(store_path, "ig")
     assert all(after[k] == v for k, v in before.items()), "a finished shard was written again"
-    resumed = zarr.open_group(str(store_path), mode="r")["maps/ig"][:]
+    resumed = RunStore.open(str(store_path)).maps("ig")
     np.testing.assert_array_equal(resumed[:4], partial[:4])
     np.testing.assert_array_equal(resumed[8:12], partial[8:12])
 
     # Same maps as an uninterrupted run.
     fresh_cfg = small_config(tmp_path / "fresh")
     attribute(fresh_cfg, show_progress=False)
-    fresh = zarr.open_group(fresh_cfg["store"]["uri"], mode="r")["maps/ig"][:]
+    fresh = RunStore.open(fresh_cfg["store"]["uri"]).maps("ig")
     np.testing.assert_allclose(resumed, fresh, rtol=1e-5, atol=1e-6)
     assert RunStore.open(str(store_path)).status()["ig"] == {"done": 16, "failed": 0, "pending": 0}
 
 
 def test_gpu_request_without_gpu_fails_fast(ray_local):
-    from tasks.ray_pool import ComputeError, plan_pool
+    from pathatlas.tasks.ray_pool import ComputeError, plan_pool
 
     compute = parse_config(small_config(Path("/tmp"), compute={"device": "cuda"})).compute
     if ray_local.cluster_resources().get("GPU", 0):
@@ -111,7 +113,7 @@ def test_gpu_request_without_gpu_fails_fast(ray_local):
 
 
 def test_gpu_actors_decode_with_their_share_of_the_node():
-    from tasks.ray_pool import cores_per_gpu_actor
+    from pathatlas.tasks.ray_pool import cores_per_gpu_actor
 
     nodes = [
         {"Alive": True, "Resources": {"CPU": 64.0}},  # a CPU-only head node does not count
@@ -125,9 +127,8 @@ def test_gpu_actors_decode_with_their_share_of_the_node():
 
 
 def test_the_store_refuses_a_different_dataset(prefect_harness, tmp_path):
-    from flows.explain import plan
+    from pathatlas.flows.explain import plan
 
     plan(small_config(tmp_path))
     with pytest.raises(ValueError, match="already holds a different plan"):
         plan(small_config(tmp_path, n_samples=12))
-

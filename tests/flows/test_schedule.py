@@ -51,10 +51,14 @@ def test_interval_schedule_creates_and_completes_runs(tmp_path):
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     runner = None
     try:
+
         def healthy() -> bool:
             if server.poll() is not None:
                 raise AssertionError(f"prefect server exited: {server.stderr.read().decode()[-2000:]}")
@@ -65,8 +69,11 @@ def test_interval_schedule_creates_and_completes_runs(tmp_path):
 
         _wait(healthy, 90, "the Prefect server to answer")
         runner = subprocess.Popen(
-            [sys.executable, str(HERE / "scheduled_probe.py")], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            [sys.executable, str(HERE / "scheduled_probe.py")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
 
         def completed_runs() -> list:

@@ -12,8 +12,8 @@ import torch
 
 saliency = pytest.importorskip("saliency.core")
 
-from attribution import get_method  # noqa: E402
 from benchmarks.reference_shims import patch_saliency  # noqa: E402
+from pathatlas.attribution import get_method  # noqa: E402
 from tests.conftest import TinyCNN  # noqa: E402
 
 
@@ -43,7 +43,11 @@ def test_guided_ig_equals_pair(model, x, steps, fraction, max_dist):
     ours = get_method("guided_ig", n_steps=steps, fraction=fraction, max_dist=max_dist).attribute(model, x, target=2)
     for i in range(len(x)):
         theirs = saliency.GuidedIG().GetMask(
-            x[i].numpy(), pair_gradients(model, 2), x_steps=steps, fraction=fraction, max_dist=max_dist,
+            x[i].numpy(),
+            pair_gradients(model, 2),
+            x_steps=steps,
+            fraction=fraction,
+            max_dist=max_dist,
             x_baseline=np.zeros((3, 16, 16)),
         )
         np.testing.assert_allclose(ours[i].numpy(), theirs, rtol=0, atol=1e-12 * np.abs(theirs).max())
@@ -52,7 +56,9 @@ def test_guided_ig_equals_pair(model, x, steps, fraction, max_dist):
 def test_blur_ig_equals_pair(model, x):
     ours = get_method("blur_ig", n_steps=20, max_sigma=5.0).attribute(model, x, target=1)
     for i in range(len(x)):
-        theirs = saliency.BlurIG().GetMask(
-            x[i].permute(1, 2, 0).numpy(), pair_gradients(model, 1, channels_last=True), max_sigma=5, steps=20
-        ).transpose(2, 0, 1)
+        theirs = (
+            saliency.BlurIG()
+            .GetMask(x[i].permute(1, 2, 0).numpy(), pair_gradients(model, 1, channels_last=True), max_sigma=5, steps=20)
+            .transpose(2, 0, 1)
+        )
         np.testing.assert_allclose(ours[i].numpy(), theirs, rtol=0, atol=1e-10 * np.abs(theirs).max())

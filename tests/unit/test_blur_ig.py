@@ -1,4 +1,4 @@
-"""Blur IG against a line-by-line scipy re-implementation of PAIR saliency's BlurIG (methods.md §3)."""
+"""Blur IG against a line-by-line scipy re-implementation of PAIR saliency's BlurIG."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import pytest
 import torch
 from scipy import ndimage
 
-from attribution import EngineOptions, GradientEngine, get_method
-from attribution.baselines import gaussian_filter_zero
+from pathatlas.attribution import EngineOptions, GradientEngine, get_method
+from pathatlas.attribution.baselines import gaussian_filter_zero
 
 torch.manual_seed(0)
 X = torch.rand(1, 3, 16, 16, dtype=torch.float64)
 W = torch.randn(3, 16, 16, dtype=torch.float64) * 0.1
 
 
-def toy(z):  # the §3 toy: tanh(sum w x)^2 + 0.01 * sum of the first channel squared
+def toy(z):  # a smooth toy: tanh(sum w x)^2 + 0.01 * sum of the first channel squared
     return torch.tanh((z * W).flatten(1).sum(1)) ** 2 + 0.01 * (z[:, 0] ** 2).flatten(1).sum(1)
 
 
@@ -51,7 +51,7 @@ def test_blur_matches_scipy_constant_mode(sigma):
 @pytest.mark.parametrize(("max_sigma", "sqrt"), [(8.0, False), (50.0, False), (8.0, True), (50.0, True)])
 def test_matches_reference_for_every_batch_size(max_sigma, sqrt):
     want, delta = reference(X[0].numpy(), max_sigma, 100, sqrt=sqrt)
-    for batch in (1, 7, 1000):  # the reference's own batching breaks sqrt=True (§0.6); ours must not
+    for batch in (1, 7, 1000):  # the reference's own batching breaks sqrt=True; ours must not
         got = get_method("blur_ig", max_sigma=max_sigma, sqrt=sqrt).explain(
             GradientEngine(toy, EngineOptions(batch_size=batch)), X, target=0
         )
@@ -61,7 +61,7 @@ def test_matches_reference_for_every_batch_size(max_sigma, sqrt):
 
 def test_sum_approximates_the_output_drop_to_the_fully_blurred_image():
     got = get_method("blur_ig", max_sigma=8.0).explain(toy, X, target=0)
-    assert float(got.diagnostics["relative_residual"]) < 0.003  # §11.6: within 0.3 % at max_sigma 8
+    assert float(got.diagnostics["relative_residual"]) < 0.003  # completeness within 0.3 % at max_sigma 8
 
 
 def test_images_only():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 
-from attribution import get_method
-from attribution.methods.xrai import xrai_regions
-from attribution.references import References
+from pathatlas.attribution import get_method
+from pathatlas.attribution.methods.xrai import xrai_regions
+from pathatlas.attribution.references import References
 
 F64 = torch.float64
 W = torch.tensor([[2.0, -1.0, 0.5]], dtype=F64)
@@ -53,7 +53,9 @@ def test_zero_noise_gives_the_base_method():
 def test_expected_gradients_on_an_affine_function():
     # EG = (x - mean of drawn references) * w exactly, for any alphas
     x = torch.tensor([[1.0, 2.0, 3.0]], dtype=F64)
-    pool = References(torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, -2.0, 0.0]], dtype=F64), torch.tensor([-1, -1, -1]))
+    pool = References(
+        torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, -2.0, 0.0]], dtype=F64), torch.tensor([-1, -1, -1])
+    )
     out = get_method("expected_gradients", n_samples=5000).explain(affine, x, target=0, references=pool)
     torch.testing.assert_close(out.maps, (x - pool.images.mean(0)) * W, rtol=0, atol=0.05)
     assert float(out.diagnostics["completeness_residual"]) == pytest.approx(0.0, abs=1e-9)  # exact per draw
@@ -109,7 +111,18 @@ def test_edge_ignores_the_model_and_finds_edges():
 
 
 def test_random_depends_only_on_the_seed_and_the_sample(images):
-    a = get_method("random", seed=1).attribute(lambda z: z.flatten(1)[:, :2], images, target=0)
-    b = get_method("random", seed=2).attribute(lambda z: z.flatten(1)[:, :2], images, target=0)
-    assert not torch.equal(a, b)
+    def random_map(seed, x):
+        return get_method("random", seed=seed).attribute(lambda z: z.flatten(1)[:, :2], x, target=0)
+
+    a = random_map(1, images)
+    # a sample's map is the same alone, at another position, next to other samples or to a copy of itself
+    for i in range(len(images)):
+        torch.testing.assert_close(random_map(1, images[i : i + 1])[0], a[i], rtol=0, atol=0)
+    shuffled = torch.stack([images[3], images[0], images[4], images[3]])
+    torch.testing.assert_close(random_map(1, shuffled), torch.stack([a[3], a[0], a[4], a[3]]), rtol=0, atol=0)
+    # another seed gives other maps for every sample, and different samples get different maps
+    b = random_map(2, images)
+    assert all(not torch.equal(a[i], b[i]) for i in range(len(images)))
+    assert all(not torch.equal(a[i], a[j]) for i in range(len(images)) for j in range(i))
+    torch.testing.assert_close(random_map(2, images[2:3])[0], b[2], rtol=0, atol=0)
     assert a.std().item() == pytest.approx(1.0, abs=0.1)

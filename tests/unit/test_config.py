@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attribution.config import ConfigError, load_config, parse_config
+from pathatlas.attribution.run.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,10 @@ def test_unknown_key_lists_allowed_keys():
     assert "unknown key 'n_actor' at compute" in msg
     assert "allowed keys: batch_size, channels_last" in msg and "n_actors" in msg
     msg = problems(minimal(dataset={"kind": "synthetic", "size": 3}))
-    assert "unknown key 'size' at dataset.synthetic; allowed keys: image_size, kind, n_distractors" in msg
+    assert (
+        "unknown key 'size' at dataset.synthetic; allowed keys: background_contrast, global_amplitude, image_size"
+        in msg
+    )
     assert "unknown key 'colour' at top level" in problems(minimal(colour=1))
 
 
@@ -95,6 +98,29 @@ def test_shipped_configs_validate(path):
 
 
 def test_demo_yaml_is_the_embedded_default():
-    from flows.demo import demo_config
+    from pathatlas.flows.demo import demo_config
 
     assert yaml.safe_load((REPO / "deploy/configs/demo.yaml").read_text()) == demo_config()
+
+
+def test_the_synthetic_section_is_the_library_config_with_every_knob():
+    import numpy as np
+
+    from pathatlas.attribution.data.synthetic import SyntheticConfig
+    from pathatlas.attribution.run.builders import build_dataset
+
+    flat = parse_config(
+        minimal(dataset={"kind": "synthetic", "n_samples": 2, "global_amplitude": 0.0, "background_contrast": 0.0})
+    )
+    assert flat.dataset == SyntheticConfig(n_samples=2, global_amplitude=0.0, background_contrast=0.0)
+    default = parse_config(minimal(dataset={"kind": "synthetic", "n_samples": 2}))
+    a, b = (build_dataset(c).load(1).image for c in (flat, default))
+    assert not np.allclose(a, b)  # the two knobs reach the generator
+    assert flat.model_dump(mode="json")["dataset"]["background_contrast"] == 0.0
+    msg = problems(minimal(dataset={"kind": "synthetic", "background_contrast": 2.0}))
+    assert "dataset.synthetic: background_contrast must be in [0, 1], got 2.0" in msg
+
+
+def test_channel_reduction_is_checked_against_the_registry():
+    msg = problems(minimal(store={"uri": "x", "channel_reduction": "mean"}))
+    assert "unknown channel reduction 'mean'" in msg and "abs_sum, sum, sum_abs" in msg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attribution import EngineOptions, GradientEngine, get_method
+from pathatlas.attribution import EngineOptions, GradientEngine, get_method
 
 
 def test_chunk_size_follows_the_memory_budget(tiny_cnn, images):
@@ -29,8 +29,9 @@ def test_any_chunk_size_gives_the_same_maps(tiny_cnn, images, batch_size):
 def test_consume_sees_every_point_once_in_order(tiny_cnn, images):
     engine = GradientEngine(tiny_cnn, EngineOptions(batch_size=4))
     seen = []
-    engine.for_each_gradient(11, lambda idx: images[idx % 5], torch.zeros(11, dtype=torch.long),
-                             lambda idx, g, v: seen.extend(idx.tolist()))
+    engine.for_each_gradient(
+        11, lambda idx: images[idx % 5], torch.zeros(11, dtype=torch.long), lambda idx, g, v: seen.extend(idx.tolist())
+    )
     assert seen == list(range(11))
 
 
@@ -116,8 +117,9 @@ def test_bad_options_are_refused():
         EngineOptions(batch_size=0)
     engine = GradientEngine(lambda x: x.sum(1))
     with pytest.raises(ValueError, match="output='probability'"):
-        engine.for_each_gradient(1, lambda i: torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
-                                 lambda *a: None, output="probability")
+        engine.for_each_gradient(
+            1, lambda i: torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), lambda *a: None, output="probability"
+        )
 
 
 @pytest.mark.slow

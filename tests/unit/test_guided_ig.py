@@ -1,11 +1,11 @@
-"""Guided IG against every case of methods.md §2.4 (PAIR saliency's guided_ig.py), in float64."""
+"""Guided IG against hand-checked cases of PAIR saliency's guided_ig.py, in float64."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from attribution import EngineOptions, GradientEngine, get_method
+from pathatlas.attribution import EngineOptions, GradientEngine, get_method
 from tests.unit.toys import ig_paper, linear, quadratic, ridge, square_of_linear, t
 
 
@@ -29,14 +29,21 @@ def test_quadratic_both_directions():
 
 @pytest.mark.parametrize(
     ("max_dist", "fraction", "expected"),
-    [(0.0, 0.1, (53.946, 26.973)), (1.0, 0.1, (71.892, 9.018)), (0.2, 0.1, (65.444, 15.471)),
-     (0.02, 0.1, (55.355, 25.564)), (0.2, 1.0, (53.946, 26.973))],
+    [
+        (0.0, 0.1, (53.946, 26.973)),
+        (1.0, 0.1, (71.892, 9.018)),
+        (0.2, 0.1, (65.444, 15.471)),
+        (0.02, 0.1, (55.355, 25.564)),
+        (0.2, 1.0, (53.946, 26.973)),
+    ],
 )
 def test_square_of_linear_band_widths(max_dist, fraction, expected):
     result = gig(square_of_linear, t(3, 3), n_steps=1000, fraction=fraction, max_dist=max_dist)
     close(result.maps, expected, 1e-3)
     # a left Riemann rule: every variant sums to about 81 (1 - 1/K) = 80.919 (exactly on the straight line)
-    assert float(result.maps.sum()) == pytest.approx(81 * (1 - 1 / 1000), abs=1e-9 if max_dist == 0 or fraction == 1 else 0.02)
+    assert float(result.maps.sum()) == pytest.approx(
+        81 * (1 - 1 / 1000), abs=1e-9 if max_dist == 0 or fraction == 1 else 0.02
+    )
 
 
 def test_ridge_bounded_stays_on_the_straight_line_and_unbounded_loses_completeness():
@@ -45,7 +52,7 @@ def test_ridge_bounded_stays_on_the_straight_line_and_unbounded_loses_completene
     close(gig(ridge, t(3, 3), n_steps=25, fraction=0.5, max_dist=1.0).maps, (1.08, 0), 1e-9)
     unbounded = gig(ridge, t(3, 3), n_steps=1000, fraction=0.5, max_dist=1.0)
     close(unbounded.maps, (0.996, 0), 1e-9)
-    # methods.md §0.5: the residual is about -2 and is reported, not hidden
+    # on a ridge the residual is about -2 and is reported, not hidden
     assert float(unbounded.diagnostics["completeness_residual"]) == pytest.approx(-2.004, abs=1e-6)
 
 
@@ -62,7 +69,9 @@ def test_input_equal_to_baseline_gives_zeros():
 def test_rows_of_a_batch_are_independent():
     x = torch.tensor([[3.0, 3.0], [10.0, 5.0], [0.0, 0.0], [1.0, -2.0]], dtype=torch.float64)
     together = gig(square_of_linear, x, n_steps=50, fraction=0.1, max_dist=0.2).maps
-    alone = torch.cat([gig(square_of_linear, x[i : i + 1], n_steps=50, fraction=0.1, max_dist=0.2).maps for i in range(4)])
+    alone = torch.cat(
+        [gig(square_of_linear, x[i : i + 1], n_steps=50, fraction=0.1, max_dist=0.2).maps for i in range(4)]
+    )
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
     # a tiny memory budget splits the rows into groups of one: same result
     tight = GradientEngine(square_of_linear, EngineOptions(memory_budget_mb=1e-4))

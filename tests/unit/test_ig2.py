@@ -1,4 +1,4 @@
-"""IG² on the toy cases of methods.md §8.5 (float64) and on a small CNN."""
+"""IG² on the IG² paper's 2-D toy cases (float64) and on a small CNN."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from attribution import get_method
-from attribution.references import References
+from pathatlas.attribution import get_method
+from pathatlas.attribution.references import References
 from tests.unit.toys import ridge, t
 
 
@@ -17,7 +17,7 @@ def ig2(f, x, refs, **settings):
 
 
 def test_long_path_reaches_the_counterfactual_and_overcounts_along_the_ridge():
-    # §8.5: x1 descends 3 -> 2 (credit 1), then the path zig-zags along x1 = x2 - 1 to (0, 1),
+    # x1 descends 3 -> 2 (credit 1), then the path zig-zags along x1 = x2 - 1 to (0, 1),
     # crediting each move although f drops only once per pair: about (3, 2), sum 5 != f(x) - f(CF) = 3.
     # The exact zig-zag phase at the end depends on floating-point ties, so compare to one step (eta).
     out = ig2(ridge, t(3, 3), t(0, 0), n_steps=2001, step_size=0.005)
@@ -34,7 +34,7 @@ def test_short_path_stops_before_the_counterfactual():
 
 def test_two_references_are_averaged():
     out = ig2(ridge, t(3, 3), torch.tensor([[0.0, 0.0], [0.0, 5.0]], dtype=torch.float64), n_steps=401, step_size=0.02)
-    # §8.5 reports (1.01, 0.99); which coordinate gets the extra 0.01 is a floating-point tie on the ridge
+    # the reference gives (1.01, 0.99); which coordinate gets the extra 0.01 is a floating-point tie on the ridge
     assert float(out.maps.sum()) == pytest.approx(2.0, abs=0.011)
     torch.testing.assert_close(out.maps, torch.tensor([[1.0, 1.0]], dtype=torch.float64), rtol=0, atol=0.011)
 
@@ -55,7 +55,7 @@ def test_input_space_representation_gives_the_straight_line():
 
 
 def test_explicand_equal_to_reference_gives_zeros_not_nan():
-    # the reference divides by a zero gradient norm and returns NaN (§8.5); we use an epsilon
+    # the reference divides by a zero gradient norm and returns NaN; we use an epsilon
     out = ig2(ridge, t(0, 0), t(0, 0), n_steps=10, step_size=0.1)
     assert torch.equal(out.maps, torch.zeros(1, 2, dtype=torch.float64))
 
@@ -68,9 +68,13 @@ def test_clip_keeps_the_path_in_the_box(tiny_cnn, images):
     assert torch.isfinite(out.maps).all()
     # default representation: the input of the final Linear layer; references are of other classes
     with pytest.raises(ValueError, match="2 eligible references of another class, 3 are needed"):
-        get_method("ig2", n_references=3).attribute(tiny_cnn, images, target=1, references=References(pool.images[:3], torch.tensor([1, 2, 3])))
+        get_method("ig2", n_references=3).attribute(
+            tiny_cnn, images, target=1, references=References(pool.images[:3], torch.tensor([1, 2, 3]))
+        )
 
 
 def test_representation_errors_name_the_layer(tiny_cnn, images):
     with pytest.raises(ValueError, match="the model has no layer 'fc'"):
-        get_method("ig2", representation="fc", n_steps=2, n_references=1).attribute(tiny_cnn, images, target=0, references=images[:1])
+        get_method("ig2", representation="fc", n_steps=2, n_references=1).attribute(
+            tiny_cnn, images, target=0, references=images[:1]
+        )

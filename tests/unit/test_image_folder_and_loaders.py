@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from attribution.data.base import SampleError
-from attribution.data.image_folder import ImageFolderDataset
-from attribution.models.loaders import entrypoint_model, torchscript_model, torchvision_model
+from pathatlas.attribution.data.base import SampleError
+from pathatlas.attribution.data.image_folder import ImageFolderDataset
+from pathatlas.attribution.models.loaders import entrypoint_model, torchscript_model, torchvision_model
 
 VOC = """<annotation><filename>{stem}</filename><size><width>100</width><height>50</height></size>
 <object><name>n1</name><bndbox><xmin>11</xmin><ymin>6</ymin><xmax>60</xmax><ymax>40</ymax></bndbox></object>

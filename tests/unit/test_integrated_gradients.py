@@ -1,4 +1,4 @@
-"""IG exactness in float64: affine functions for every quadrature, and methods.md §1.4 / §11 cases."""
+"""IG exactness in float64: affine functions for every quadrature, and hand-computed toy cases."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from attribution import get_method
-from attribution.quadrature import QUADRATURES, quadrature
+from pathatlas.attribution import get_method
+from pathatlas.attribution.quadrature import QUADRATURES, quadrature
 
 F64 = torch.float64
 
@@ -36,7 +36,7 @@ def test_weights_sum_to_one_and_nodes_in_unit_interval(rule, n):
 @pytest.mark.parametrize("rule", QUADRATURES)
 @pytest.mark.parametrize("n", [2, 10, 50])
 def test_affine_function_is_exact_for_every_rule(rule, n):
-    # f = 2 x1 + x2 + 7: IG = (x - b) * grad f exactly (methods.md §11.1), unlike captum's trapezoid.
+    # f = 2 x1 + x2 + 7: IG = (x - b) * grad f exactly, unlike captum's trapezoid.
     f = lambda x: 2 * x[:, 0] + x[:, 1] + 7  # noqa: E731
     res = ig(f, t(10, 5), t(-1, -3), n_steps=n, quadrature=rule)
     torch.testing.assert_close(res.maps, t(22, 8), rtol=0, atol=1e-12)
@@ -55,7 +55,7 @@ def test_affine_function_is_exact_for_every_rule(rule, n):
     ],
 )
 def test_quadratic_matches_reference_table(rule, n, expected):
-    # (2x1 + x2)^2 at x = (3, 3), b = 0: exact IG (54, 27); methods.md §1.4 gives the left/right values.
+    # (2x1 + x2)^2 at x = (3, 3), b = 0: exact IG (54, 27); left and right sums miss it.
     f = lambda x: (2 * x[:, 0] + x[:, 1]) ** 2  # noqa: E731
     res = ig(f, t(3, 3), n_steps=n, quadrature=rule)
     torch.testing.assert_close(res.maps, t(*expected), rtol=0, atol=1e-9)
@@ -69,7 +69,7 @@ def test_left_point_rule_sums_to_81_times_1_minus_1_over_k():
 
 
 def test_ig_paper_toy_relu_network():
-    # ReLU(ReLU(x1) - 1 - ReLU(x2)) at (3, 1), b = 0: IG = (1.5, -0.5) (methods.md §1.4).
+    # ReLU(ReLU(x1) - 1 - ReLU(x2)) at (3, 1), b = 0: IG = (1.5, -0.5) by hand.
     f = lambda x: relu(relu(x[:, 0]) - 1 - relu(x[:, 1]))  # noqa: E731
     res = ig(f, t(3, 1), n_steps=50, quadrature="riemann_middle")
     torch.testing.assert_close(res.maps, t(1.5, -0.5), rtol=0, atol=1e-9)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from attribution.metrics import MetricBatch, get_metric
-from attribution.metrics.localization import roc_auc
-from attribution.worker import boxes_mask
+from pathatlas.attribution.data.base import Sample
+from pathatlas.attribution.metrics import MetricBatch, get_metric
+from pathatlas.attribution.metrics.localization import roc_auc
 
 
 def batch(maps, signal=None):
@@ -18,18 +18,30 @@ def batch(maps, signal=None):
         signal[:, 0, 0] = True
     distractor = torch.zeros(n, 2, 2, dtype=torch.bool)
     distractor[:, 1, 1] = True
-    return MetricBatch(images=torch.zeros(n, 1, 2, 2), maps=torch.tensor(maps, dtype=torch.float32),
-                       targets=torch.zeros(n, dtype=torch.long), indices=np.arange(n),
-                       masks={"signal": signal, "distractor": distractor})
+    return MetricBatch(
+        images=torch.zeros(n, 1, 2, 2),
+        maps=torch.tensor(maps, dtype=torch.float32),
+        targets=torch.zeros(n, dtype=torch.long),
+        indices=np.arange(n),
+        masks={"signal": signal, "distractor": distractor},
+    )
 
 
 def test_scores_by_hand():
-    scores = get_metric("localization").score(batch([
-        [[3.0, 0.0], [0.0, -1.0]],  # |map| 4: signal 3/4, distractor 1/4; the signal pixel ranks first
-        [[1.0, 1.0], [1.0, 1.0]],   # all equal: mass 1/4 each, ROC-AUC 0.5, pointing game undefined
-        [[0.0, 0.0], [0.0, 0.0]],   # empty map: mass undefined
-        [[0.0, 2.0], [2.0, 0.0]],   # two tied maxima, both outside
-    ]))
+    scores = (
+        get_metric("localization")
+        .score(
+            batch(
+                [
+                    [[3.0, 0.0], [0.0, -1.0]],  # |map| 4: signal 3/4, distractor 1/4; the signal pixel ranks first
+                    [[1.0, 1.0], [1.0, 1.0]],  # all equal: mass 1/4 each, ROC-AUC 0.5, pointing game undefined
+                    [[0.0, 0.0], [0.0, 0.0]],  # empty map: mass undefined
+                    [[0.0, 2.0], [2.0, 0.0]],  # two tied maxima, both outside
+                ]
+            )
+        )
+        .values
+    )
     np.testing.assert_allclose(scores["mass_signal"], [0.75, 0.25, np.nan, 0.0])
     np.testing.assert_allclose(scores["mass_distractor"], [0.25, 0.25, np.nan, 0.0])
     np.testing.assert_allclose(scores["roc_auc"], [1.0, 0.5, 0.5, 1 / 6], rtol=1e-6)  # last: 0 vs (2, 2, 0)
@@ -39,9 +51,9 @@ def test_scores_by_hand():
 
 def test_pointing_game_tolerance_and_empty_region():
     maps = [[[0.0, 5.0], [0.0, 0.0]]]
-    assert get_metric("localization").score(batch(maps))["pointing_game"][0] == 0.0
-    assert get_metric("localization", tolerance=1).score(batch(maps))["pointing_game"][0] == 1.0
-    empty = get_metric("localization").score(batch(maps, signal=torch.zeros(1, 2, 2, dtype=torch.bool)))
+    assert get_metric("localization").score(batch(maps)).values["pointing_game"][0] == 0.0
+    assert get_metric("localization", tolerance=1).score(batch(maps)).values["pointing_game"][0] == 1.0
+    empty = get_metric("localization").score(batch(maps, signal=torch.zeros(1, 2, 2, dtype=torch.bool))).values
     assert np.isnan(empty["roc_auc"][0]) and np.isnan(empty["pointing_game"][0]) and np.isnan(empty["mass_signal"][0])
 
 
@@ -53,7 +65,8 @@ def test_roc_auc_matches_the_pairwise_definition():
 
 
 def test_boxes_become_a_pixel_mask():
-    mask = boxes_mask(np.array([[1.0, 0.0, 3.0, 2.0], [0.0, 3.0, 1.0, 4.0]]), (4, 4))
+    boxes = np.array([[1.0, 0.0, 3.0, 2.0], [0.0, 3.0, 1.0, 4.0]], np.float32)
+    mask = Sample("s", np.zeros((3, 4, 4), np.float32), boxes=boxes).boxes_mask()
     expected = np.zeros((4, 4), bool)
     expected[0:2, 1:3] = True  # pixel centres 1.5 and 2.5 lie in [1, 3]
     expected[3, 0] = True
@@ -63,7 +76,8 @@ def test_boxes_become_a_pixel_mask():
 def test_outputs_and_applicability():
     metric = get_metric("localization")
     outputs = metric.outputs((3, 2, 2))
-    assert outputs["mass_signal"].higher_is_better is True and outputs["mass_distractor"].higher_is_better is False
+    assert outputs["mass_signal"].direction == "higher" and outputs["mass_distractor"].direction == "lower"
+    assert all(o.category == "score" and o.label for o in outputs.values())
     assert "has no ['distractor']" in metric.applicable(False, ("signal",), False)
     assert metric.applicable(False, ("signal", "distractor"), False) is None
     assert get_metric("localization", region="boxes", masks=()).applicable(False, (), True) is None

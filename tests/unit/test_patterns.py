@@ -1,4 +1,5 @@
-"""Pattern estimation and the pattern backward pass: methods.md §6.4 and §7.2, data.md §5.3, float64."""
+"""Pattern estimation and the pattern backward pass (PatternNet / PatternAttribution, Kindermans et al. 2018;
+Pattern-Guided IG, Schwarzenberg & Castle 2020) on float64 toy models with known answers."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from attribution import get_method
-from attribution.patterns import Patterns, accumulate, kernel_layers, pattern_backward, solve
-from attribution.patterns.statistics import PatternStatistics
+from pathatlas.attribution import get_method
+from pathatlas.attribution.patterns import Patterns, accumulate, kernel_layers, pattern_backward, solve
+from pathatlas.attribution.patterns.statistics import PatternStatistics
 
 F64 = torch.float64
 
@@ -64,9 +65,13 @@ def test_implementation_invariance_values():
     net2 = linear_net([[1.0, 2.0]], [-1.0], True)  # ReLU(w.x - 1): the same function
     p1, _ = learn(net1, x)
     p2, _ = learn(net2, x)
-    torch.testing.assert_close(p1.patterns["0"][0], torch.tensor([0.20428254, 0.39785873], dtype=F64), rtol=0, atol=1e-8)
+    torch.testing.assert_close(
+        p1.patterns["0"][0], torch.tensor([0.20428254, 0.39785873], dtype=F64), rtol=0, atol=1e-8
+    )
     torch.testing.assert_close(p1.patterns["2"][0], torch.tensor([1.0], dtype=F64), rtol=0, atol=1e-12)
-    torch.testing.assert_close(p2.patterns["0"][0], torch.tensor([0.26148377, 0.36925811], dtype=F64), rtol=0, atol=1e-8)
+    torch.testing.assert_close(
+        p2.patterns["0"][0], torch.tensor([0.26148377, 0.36925811], dtype=F64), rtol=0, atol=1e-8
+    )
     point = torch.tensor([[3.0, 3.0]], dtype=F64)
     pa1 = get_method("pattern_attribution", patterns=p1).attribute(net1, point, target=0)
     pa2 = get_method("pattern_attribution", patterns=p2).attribute(net2, point, target=0)
@@ -84,7 +89,7 @@ def hand_patterns(delta):
     return Patterns({"0": a1, "2": torch.tensor([[-1.0]], dtype=F64)}, PatternStatistics())
 
 
-STRESS_ROWS = {  # i: (IG, PA, PGIG) from the notebook's CSVs (methods.md §7.2)
+STRESS_ROWS = {  # i: (IG, PA, PGIG) from the CSVs of the pgig synthetic notebook's stress test
     0: ((-1.8510, -0.1490), (-2.00659, 0.00659), (-1.85709, -0.00049)),
     250: ((0.1217, 0.3783), (0.50165, -0.00165), (0.12214, 0.00125)),
     300: ((0.7438, 0.2462), (0.0, 0.0), (0.74624, 0.00081)),
@@ -97,7 +102,9 @@ def stress_maps(patterns):
     model = stress_model()
     ig = get_method("integrated_gradients", n_steps=100, quadrature="riemann_right").attribute(model, x, target=0)
     pa = get_method("pattern_attribution", patterns=patterns).attribute(model, x, target=0)
-    pgig = get_method("pattern_guided_ig", patterns=patterns, n_steps=100, quadrature="riemann_right").attribute(model, x, target=0)
+    pgig = get_method("pattern_guided_ig", patterns=patterns, n_steps=100, quadrature="riemann_right").attribute(
+        model, x, target=0
+    )
     return z, x, ig, pa, pgig
 
 
@@ -115,28 +122,50 @@ def test_stress_test_table_with_the_notebooks_patterns():
     assert (signal(ig), signal(pa), signal(pgig)) == pytest.approx((0.9082, 0.6283, 0.9112), abs=1e-4)
 
 
+def two_component_pattern(x: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+    """One dense unit's pattern by the two-component estimator as the authors' code (innvestigate's
+    ReLU positive pattern) computes it, from its definition: ``y = w.x`` without the bias, the
+    positive regime where the unit's real output ``w.x + b`` is positive, ``cov = E+[x y] - E+[x] E[y]``
+    with ``E+`` over the positive regime and ``E[y]`` over all samples, and ``a = cov / (w.cov)``."""
+    y = x @ w
+    positive = y + b > 0
+    cov = (x[positive] * y[positive, None]).mean(0) - x[positive].mean(0) * y.mean()
+    return cov / (w @ cov)
+
+
 def test_stress_test_with_the_two_component_estimator():
-    # The notebook's estimator takes E+[x]E+[y] for E+[xy] (a shape quirk, delta 0.00329617). The
-    # two-component estimator with the notebook's y (post-ReLU output, bias included) gives the
-    # 0.01706753 of methods.md §7.2; the authors' code (innvestigate, §6.1), which we follow, uses
-    # y = w.x without bias, giving 0.01620905. Both satisfy w.a = 1.
+    # The notebook's own estimator takes E+[x]E+[y] for E+[xy] (a shape quirk, delta 0.00329617, used
+    # above). The two-component estimator with the notebook's y (the post-ReLU output, bias included)
+    # gives delta 0.01706753; the authors' code, which the library follows, takes y = w.x without the
+    # bias. Both are recomputed here in numpy, from the definitions, and both satisfy w.a = 1.
     z, x = pgig_noise_data()
     xs = x.numpy()
-    lin = xs @ np.array([-1.0, 1.0])
-    h, m = np.maximum(lin + 1, 0), lin + 1 > 0
+    w0, b0 = np.array([-1.0, 1.0]), 1.0
+    lin = xs @ w0
+    h, m = np.maximum(lin + b0, 0), lin + b0 > 0
     cov = (xs[m] * h[m, None]).mean(0) - xs[m].mean(0) * h.mean()
-    assert cov / (np.array([-1.0, 1.0]) @ cov) == pytest.approx([-1.01706753, -0.01706753], abs=1e-8)
+    assert cov / (w0 @ cov) == pytest.approx([-1.01706753, -0.01706753], abs=1e-8)
+
+    a0 = two_component_pattern(xs, w0, b0)
+    delta = -a0[1]
+    np.testing.assert_allclose(a0, [-1 - delta, -delta], rtol=0, atol=1e-14)  # w.a = 1
+    assert delta == pytest.approx(0.01620905, abs=1e-8)  # the value this case is known by
+    a2 = two_component_pattern(h[:, None], np.array([-1.0]), 1.0)  # f = 1 - h: a = -1 (active where h < 1)
+    np.testing.assert_allclose(a2, [-1.0], rtol=0, atol=1e-14)
 
     patterns, _ = learn(stress_model(), x)
-    delta = 0.01620905
-    torch.testing.assert_close(patterns.patterns["0"][0], torch.tensor([-1 - delta, -delta], dtype=F64), rtol=0, atol=1e-8)
+    torch.testing.assert_close(patterns.patterns["0"][0], torch.from_numpy(a0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(patterns.patterns["2"][0], torch.from_numpy(a2), rtol=0, atol=1e-12)
     z, x, ig, pa, pgig = stress_maps(patterns)
+    # closed forms with the numpy delta: PA = f (1 + delta, -delta) below the plateau z >= 1, 0 on it;
+    # PGIG (right Riemann sum, 100 steps) = x (1 + delta, -delta) times the share r of path points below it
     r = torch.tensor([sum(1 for k in range(1, 101) if k / 100 * zi < 1) / 100 for zi in z], dtype=F64)
     f = 1 - torch.relu(1 - torch.tensor(z))
     gate = (torch.tensor(z) < 1).double()
-    d = patterns.patterns["0"][0, 1].item() * -1
-    torch.testing.assert_close(pa, torch.stack([f * (1 + d) * gate, -f * d * gate], 1), rtol=0, atol=1e-9)
-    torch.testing.assert_close(pgig, torch.stack([x[:, 0] * (1 + d) * r, -x[:, 1] * d * r], 1), rtol=0, atol=1e-9)
+    torch.testing.assert_close(pa, torch.stack([f * (1 + delta) * gate, -f * delta * gate], 1), rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        pgig, torch.stack([x[:, 0] * (1 + delta) * r, -x[:, 1] * delta * r], 1), rtol=0, atol=1e-9
+    )
     assert float(pgig[:, 1].abs().mean()) < 0.02 * float(ig[:, 1].abs().mean())
 
 
@@ -147,7 +176,9 @@ def test_single_linear_layer():
     patterns = Patterns({"0": a}, PatternStatistics())
     x = torch.tensor([[2.0, 0.5], [-1.0, 3.0]], dtype=F64)
     y = (x * w).sum(1, keepdim=True)
-    torch.testing.assert_close(get_method("pattern_attribution", patterns=patterns).attribute(model, x, target=0), y * w * a)
+    torch.testing.assert_close(
+        get_method("pattern_attribution", patterns=patterns).attribute(model, x, target=0), y * w * a
+    )
     torch.testing.assert_close(get_method("pattern_net", patterns=patterns).attribute(model, x, target=0), y * a)
     pgig = get_method("pattern_guided_ig", patterns=patterns, n_steps=7).attribute(model, x, target=0)
     torch.testing.assert_close(pgig, x * w * a)
@@ -157,8 +188,14 @@ def test_single_linear_layer():
 def test_invariant_w_dot_a_is_one_for_random_layers(seed):
     g = torch.Generator().manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1, stride=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 5, 2), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 3 * 3, 4),
+        nn.Conv2d(3, 6, 3, padding=1, stride=2),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 5, 2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(5 * 3 * 3, 4),
     ).double()
     with torch.no_grad():
         for p in model.parameters():
@@ -222,14 +259,16 @@ def test_pattern_method_without_patterns_says_how_to_get_them(tiny_cnn, images):
 
 
 def test_linear_toy_pattern_attribution_leaves_the_distractor_alone():
-    # data.md §5.3: x = s a_s + d a_d + 0.05 noise, label sign(s); the distractor d ~ N(0, 3) is
+    # x = s a_s + d a_d + 0.05 noise, label sign(s); the distractor d ~ N(0, 3) is
     # independent of the label but overlaps the signal, so the classifier's weights must cancel it.
     g = torch.Generator().manual_seed(0)
     a_s, a_d = torch.zeros(16, 16, dtype=F64), torch.zeros(16, 16, dtype=F64)
     a_s[2:10, 2:10], a_d[6:14, 6:14] = 1.0, 1.0
 
     def sample(n):
-        s = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double() * (0.5 + torch.rand(n, generator=g, dtype=F64))
+        s = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double() * (
+            0.5 + torch.rand(n, generator=g, dtype=F64)
+        )
         d = 3.0 * torch.randn(n, generator=g, dtype=F64)
         x = s[:, None, None] * a_s + d[:, None, None] * a_d + 0.05 * torch.randn(n, 16, 16, generator=g, dtype=F64)
         return x.reshape(n, 1, 16, 16), (s > 0).double()
@@ -241,7 +280,10 @@ def test_linear_toy_pattern_attribution_leaves_the_distractor_alone():
 
     def closure():
         optimizer.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(model(x_train)[:, 0], y_train) + 1e-4 * model[1].weight.pow(2).sum()
+        loss = (
+            nn.functional.binary_cross_entropy_with_logits(model(x_train)[:, 0], y_train)
+            + 1e-4 * model[1].weight.pow(2).sum()
+        )
         loss.backward()
         return loss
 
@@ -261,8 +303,8 @@ def test_linear_toy_pattern_attribution_leaves_the_distractor_alone():
     ixg = masses(get_method("input_x_gradient").attribute(model, x_test, target=0))
     pa = masses(get_method("pattern_attribution", patterns=patterns).attribute(model, x_test, target=0))
     pgig = masses(get_method("pattern_guided_ig", patterns=patterns, n_steps=8).attribute(model, x_test, target=0))
-    assert ixg[1] > 0.2  # gradient x input puts a quarter of its mass on the distractor (data.md: 0.350)
-    assert pa[1] < 0.05 and pgig[1] < 0.05  # (data.md: PatternAttribution 0.030)
+    assert ixg[1] > 0.2  # gradient x input puts a quarter of its mass on the distractor (0.35 seen)
+    assert pa[1] < 0.05 and pgig[1] < 0.05  # (PatternAttribution: 0.03 seen)
     assert pa[0] > ixg[0] and pgig[0] > ixg[0]
     print(f"signal / distractor mass: x*grad {ixg}, PA {pa}, PGIG {pgig}")
 

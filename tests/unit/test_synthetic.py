@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from attribution.data.synthetic import SyntheticConfig, SyntheticDataset, generate_arrays, generate_sample, sample_label
-from attribution.models.demo_cnn import INFO, WEIGHTS, load_demo_model
+from pathatlas.attribution.data.synthetic import (
+    SyntheticConfig,
+    SyntheticDataset,
+    generate_arrays,
+    generate_sample,
+    sample_label,
+)
+from pathatlas.attribution.models.demo_cnn import INFO, WEIGHTS, load_demo_model
 
 
 def test_deterministic_and_independent_of_shard_boundaries():
@@ -49,7 +55,7 @@ def test_no_label_shortcut_in_area_or_distractors():
 
 
 def test_bad_config_values_name_the_field():
-    with pytest.raises(ValueError, match="image_size must be >= 16"):
+    with pytest.raises(ValueError, match="image_size must be in \\[16, 1024\\]"):
         SyntheticConfig(n_samples=4, image_size=8)
     with pytest.raises(ValueError, match="n_samples"):
         SyntheticConfig(n_samples=0)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from attribution.writer import BackgroundWriter, StoreWriteError
+from pathatlas.attribution.run.writer import BackgroundWriter, StoreWriteError
 
 
 def test_writes_run_in_submission_order_and_flush_waits_for_all():

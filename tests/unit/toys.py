@@ -1,4 +1,4 @@
-"""The 2-D toy functions of methods.md, vectorised over a batch ``(N, 2) -> (N,)``."""
+"""The 2-D toy functions of the test cases, vectorised over a batch ``(N, 2) -> (N,)``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What made a run: library versions and the git revision, recorded in the store's attributes."""
+"""What made a run and its maps: library versions, the git revision, a map's settings."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from ..methods import Method
+from .config import RunConfig
 
 PACKAGES = ("pathatlas", "torch", "torchvision", "numpy", "zarr", "scikit-image", "prefect", "ray", "pydantic")
 
@@ -23,15 +27,33 @@ def versions() -> dict[str, str]:
 
 def git_revision() -> str:
     """``HEAD`` of the checkout this code runs from (with ``+dirty`` for local changes), or ``unknown``."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: attribution/run/provenance.py
     try:
         rev = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev + ("+dirty" if dirty else "")
+
+
+def map_provenance(cfg: RunConfig, method: Method, key: str) -> dict[str, Any]:
+    """What made the maps of ``key``: the method's resolved settings and the run's choices that
+    change a map (stored with the map array)."""
+    attrs: dict[str, Any] = {
+        "method": method.describe(),
+        "key": key,
+        "channel_reduction": cfg.store.channel_reduction,
+        "target": cfg.target,
+        "precision": cfg.compute.precision,
+    }
+    if method.needs_references:  # the pool is a seeded draw from the dataset: these two fix it
+        attrs["references"] = {"size": cfg.references.size, "seed": cfg.references_seed}
+    return attrs

@@ -7,14 +7,21 @@ allowed. Method and metric settings are checked against the registries, so a typ
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from attribution.engine import EngineOptions
+from ..data.synthetic import SyntheticConfig
+from ..engine import EngineOptions
+from ..methods import get_method
+from ..metrics import get_metric
+from ..reduce import REDUCTIONS
 
 
 class ConfigError(ValueError):
@@ -26,14 +33,7 @@ class Strict(BaseModel):
 
 
 # -- dataset ---------------------------------------------------------------------------------
-class SyntheticDataConfig(Strict):
-    """The seeded "signal + distractor" benchmark (attribution.data.synthetic)."""
-
-    kind: Literal["synthetic"] = "synthetic"
-    n_samples: PositiveInt = 64
-    image_size: Annotated[int, Field(ge=16, le=1024)] = 48
-    seed: int = 0
-    n_distractors: Annotated[int, Field(ge=0, le=8)] = 1
+# The seeded "signal + distractor" benchmark is configured by the library's own SyntheticConfig.
 
 
 class ImageFolderDataConfig(Strict):
@@ -52,7 +52,7 @@ class PhotosDataConfig(Strict):
     kind: Literal["photos"] = "photos"
 
 
-DatasetConfig = Annotated[Union[SyntheticDataConfig, ImageFolderDataConfig, PhotosDataConfig], Field(discriminator="kind")]
+DatasetConfig = Annotated[SyntheticConfig | ImageFolderDataConfig | PhotosDataConfig, Field(discriminator="kind")]
 
 
 class PreprocessConfig(Strict):
@@ -64,7 +64,7 @@ class PreprocessConfig(Strict):
     std: tuple[float, ...] | None = (0.229, 0.224, 0.225)
 
     @model_validator(mode="after")
-    def _check_norm(self) -> "PreprocessConfig":
+    def _check_norm(self) -> PreprocessConfig:
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:
@@ -101,7 +101,7 @@ class EntrypointModelConfig(Strict):
 
 
 ModelConfig = Annotated[
-    Union[DemoModelConfig, TorchvisionModelConfig, TorchScriptModelConfig, EntrypointModelConfig],
+    DemoModelConfig | TorchvisionModelConfig | TorchScriptModelConfig | EntrypointModelConfig,
     Field(discriminator="kind"),
 ]
 
@@ -121,9 +121,7 @@ class MethodConfig(Strict):
     settings: dict[str, Any] = {}
 
     @model_validator(mode="after")
-    def _check(self) -> "MethodConfig":
-        from attribution.methods.base import get_method
-
+    def _check(self) -> MethodConfig:
         get_method(self.name, **self.settings)  # raises naming the method and the setting
         if self.key is not None and not _KEY.match(self.key):
             raise ValueError(f"key {self.key!r} may only use letters, digits, '_', '.' and '-'")
@@ -139,9 +137,7 @@ class MetricConfig(Strict):
     settings: dict[str, Any] = {}
 
     @model_validator(mode="after")
-    def _check(self) -> "MetricConfig":
-        from attribution.metrics.base import get_metric
-
+    def _check(self) -> MetricConfig:
         get_metric(self.name, **self.settings)
         return self
 
@@ -151,8 +147,14 @@ class StoreConfig(Strict):
     uri: str
     shard_size: PositiveInt = 64
     map_dtype: Literal["float32", "float16"] = "float32"
-    channel_reduction: Literal["sum", "abs_sum", "sum_abs"] = "sum"
+    channel_reduction: str = "sum"
     storage_options: dict[str, Any] = {}
+
+    @field_validator("channel_reduction")
+    @classmethod
+    def _known_reduction(cls, value: str) -> str:
+        REDUCTIONS.get(value)  # raises naming the registered reductions
+        return value
 
 
 class ReportConfig(Strict):
@@ -179,13 +181,19 @@ class PatternsConfig(Strict):
     shard_size: PositiveInt = 64
     max_samples: PositiveInt | None = None
 
+    def sample_count(self, dataset_size: int) -> int:
+        """How many training samples the statistics use."""
+        return dataset_size if self.max_samples is None else min(self.max_samples, dataset_size)
+
 
 class ComputeConfig(Strict):
     ray_address: str | None = None
     n_actors: PositiveInt | None = None  # default: one per GPU, else min(2, CPUs)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus_per_actor: Annotated[float, Field(gt=0, le=8)] = 1.0
-    cpus_per_actor: PositiveInt | None = None  # reserved per actor (default 1); a GPU actor's loader uses its share of the node's cores
+    cpus_per_actor: PositiveInt | None = (
+        None  # reserved per actor (default 1); a GPU actor's loader uses its share of the node's cores
+    )
     batch_size: PositiveInt | None = None
     memory_budget_mb: Annotated[float, Field(gt=0)] | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -276,10 +284,10 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(data, str(path))
 
 
-def _describe(err: dict) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     loc = [p for p in err["loc"]]
     where = _format_loc(loc)
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # models, dataclasses
         allowed = _allowed_keys(loc[:-1])
         return f"unknown key {loc[-1]!r} at {_format_loc(loc[:-1]) or 'top level'}; allowed keys: {', '.join(allowed)}"
     if err["type"] == "missing":
@@ -300,50 +308,29 @@ def _format_loc(loc: list) -> str:
 
 
 def _allowed_keys(loc: list) -> list[str]:
-    """Field names of the model found at ``loc`` (following discriminated-union tags)."""
-    model: Any = RunConfig
+    """Keys of the config section found at ``loc`` (following list items and union tags)."""
+    sections: list[type] = [RunConfig]
     for part in loc:
         if isinstance(part, int):
             continue
-        fields = getattr(model, "model_fields", {})
-        if part in fields:
-            model = _inner_model(fields[part].annotation)
-        else:  # a union tag such as 'synthetic'
-            model = _variant(model, part)
-        if model is None:
-            return []
-    return sorted(getattr(model, "model_fields", {}))
+        tagged = [s for s in sections if _fields(s).get("kind", (None, None))[1] == part]
+        if len(sections) > 1 and tagged:  # a union tag such as 'synthetic'
+            sections = tagged
+            continue
+        sections = [s for section in sections for s in _sections(_fields(section).get(part, (None, None))[0])]
+    return sorted(_fields(sections[0])) if len(sections) == 1 else []
 
 
-def _inner_model(annotation: Any) -> Any:
-    import typing
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found if not _is_union_of_models(annotation) else annotation
-    return None
+def _sections(annotation: Any) -> list[type]:
+    """The config sections (pydantic models or dataclasses) a field's annotation can hold."""
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)):
+        return [annotation]
+    return [s for arg in typing.get_args(annotation) for s in _sections(arg)]
 
 
-def _is_union_of_models(annotation: Any) -> bool:
-    import typing
-
-    args = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-    return len(args) > 1
-
-
-def _variant(union: Any, tag: str) -> Any:
-    import typing
-
-    def models(a: Any) -> list:
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            return [a]
-        return [m for arg in typing.get_args(a) for m in models(arg)]
-
-    for m in models(union):
-        kind = m.model_fields.get("kind")
-        if kind is not None and kind.default == tag:
-            return m
-    return None
+def _fields(section: type) -> dict[str, tuple[Any, Any]]:
+    """``name -> (annotation, default)`` of a config section."""
+    if issubclass(section, BaseModel):
+        return {name: (f.annotation, f.default) for name, f in section.model_fields.items()}
+    hints = typing.get_type_hints(section)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(section)}  # type: ignore[arg-type]

@@ -1,0 +1,224 @@
+"""Every table of the report as plain :class:`Table` objects, built once from :class:`ReportData`.
+
+The HTML templates and the Markdown artifacts both render these objects, so the two cannot
+disagree: a cell's text, its bold "best" mark and which columns exist are decided only here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .data import PairedSummary, ReportData, Summary
+from .stats import Estimate, Paired
+
+ARROWS = {"higher": "↑", "lower": "↓"}
+NO_VALUE = "–"
+FAILURES_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: ``text`` (may hold ``\\n`` line breaks), ``bold`` (best in its column),
+    ``title`` (HTML tooltip) and ``css`` (HTML class)."""
+
+    text: str
+    bold: bool = False
+    title: str = ""
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[Cell]
+    rows: list[list[Cell]] = field(default_factory=list)
+    css: str = ""
+
+
+def format_estimate(e: Estimate, digits: int = 3) -> str:
+    """``mean [low, high]``; without an interval the value and its ``n``; :data:`NO_VALUE` when
+    nothing may be shown (``n`` = 0 or no finite value)."""
+    if not e.shown:
+        return NO_VALUE
+    if not e.has_interval:
+        return f"{e.value:.{digits}f} (n = {e.n}, no interval)"
+    return f"{e.value:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]"
+
+
+def format_number(v: float) -> str:
+    """Three decimals for ordinary magnitudes, scientific notation for tiny or huge ones."""
+    if not math.isfinite(v):
+        return NO_VALUE
+    return f"{v:.3f}" if v == 0 or 0.01 <= abs(v) < 1e4 else f"{v:.2e}"
+
+
+def best_method(estimates: dict[str, Estimate], direction: str | None) -> str | None:
+    """The method with the best shown value by ``direction`` (first in order on ties); ``None``
+    without a direction or with fewer than two shown values (nothing to compare)."""
+    shown = {k: e.value for k, e in estimates.items() if e.shown}
+    if direction not in ARROWS or len(shown) < 2:
+        return None
+    pick = max if direction == "higher" else min
+    return pick(shown, key=lambda k: shown[k])
+
+
+def summary_table(summaries: list[Summary], methods: list[str], *, rank: bool) -> Table | None:
+    """Methods (rows) by ``(metric, output)`` (columns, in order of appearance). ``rank``: direction
+    arrows in the headers and the best value of each column in bold. ``None`` without summaries."""
+    columns: dict[tuple[str, str], dict[str, Summary]] = {}
+    for s in summaries:
+        columns.setdefault((s.metric, s.output), {})[s.method] = s
+    if not columns:
+        return None
+    headers = [Cell("method")]
+    best: dict[tuple[str, str], str | None] = {}
+    for (metric, output), by_method in columns.items():
+        info = next(iter(by_method.values())).info
+        arrow = f" {ARROWS[info.direction]}" if rank and info.direction in ARROWS else ""
+        headers.append(Cell(f"{metric}\n{info.label}{arrow}", title=f"{output}: {info.description}"))
+        best[(metric, output)] = (
+            best_method({k: s.estimate for k, s in by_method.items()}, info.direction) if rank else None
+        )
+    rows = []
+    for method in methods:
+        row = [Cell(method)]
+        for column, by_method in columns.items():
+            found = by_method.get(method)
+            if found is None:
+                row.append(Cell("", title="not scored"))
+                continue
+            e = found.estimate
+            title = f"n = {e.n} samples" if e.n else "no finite score (n = 0)"
+            row.append(Cell(format_estimate(e), bold=best[column] == method, title=title))
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def score_table(data: ReportData) -> Table | None:
+    """The ranking outputs (category ``score``)."""
+    return summary_table([s for s in data.scores if s.info.category == "score"], data.methods, rank=True)
+
+
+def detail_table(data: ReportData) -> Table | None:
+    """Per-sample numbers that do not rank methods (category ``detail``): no arrows, no best."""
+    return summary_table([s for s in data.scores if s.info.category == "detail"], data.methods, rank=False)
+
+
+def run_level_table(data: ReportData) -> Table | None:
+    """The metrics' run-level numbers, ranked by each output's own direction."""
+    return summary_table(data.run_level, data.methods, rank=True)
+
+
+def _output_title(p: PairedSummary) -> str:
+    arrow = ARROWS.get(p.info.direction or "", "")
+    return f"{p.metric} · {p.info.label} {arrow}".strip()
+
+
+def paired_table(data: ReportData) -> Table | None:
+    """One row per unordered pair (A before B in the run's order) and output."""
+    if not data.paired:
+        return None
+    headers = [Cell(h) for h in ("output", "A", "B", "A wins", "mean difference (A better > 0) [95 %]", "n")]
+    rows = []
+    for p in data.paired:
+        c = p.comparison
+        diff = f"{c.mean_diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}]" if c.n > 1 else f"{c.mean_diff:+.4f} (no interval)"
+        rows.append(
+            [
+                Cell(_output_title(p), title=p.output),
+                Cell(c.a),
+                Cell(c.b),
+                Cell(f"{100 * c.win_rate:.0f}%"),
+                Cell(diff, css="sig" if c.significant else ""),
+                Cell(str(c.n)),
+            ]
+        )
+    return Table(headers, rows)
+
+
+def paired_matrices(data: ReportData) -> list[tuple[str, Table]]:
+    """Per output a win-rate matrix, row method vs column method; the cells below the diagonal
+    are the reverses of the computed pairs above it."""
+    groups: dict[tuple[str, str], list[PairedSummary]] = {}
+    for p in data.paired:
+        groups.setdefault((p.metric, p.output), []).append(p)
+    out = []
+    for group in groups.values():
+        cells: dict[tuple[str, str], Paired] = {}
+        for p in group:
+            cells[(p.comparison.a, p.comparison.b)] = p.comparison
+            cells[(p.comparison.b, p.comparison.a)] = p.comparison.reversed()
+        keys = [k for k in data.methods if any(k in pair for pair in cells)]
+        rows = [[Cell(a), *(_matrix_cell(cells.get((a, b))) for b in keys)] for a in keys]
+        out.append((_output_title(group[0]), Table([Cell("row vs column"), *map(Cell, keys)], rows, css="paired")))
+    return out
+
+
+def _matrix_cell(p: Paired | None) -> Cell:
+    if p is None:
+        return Cell("")
+    star = "*" if p.significant else ""
+    title = f"{p.a} vs {p.b}: mean difference {p.mean_diff:+.4f} [{p.low:+.4f}, {p.high:+.4f}], n = {p.n}"
+    return Cell(f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}{star})", title=title, css="sig" if p.significant else "")
+
+
+def number_table(rows: Mapping[str, Mapping[str, float]], first: str, methods: list[str] | None = None) -> Table | None:
+    """``key -> column -> number`` as a table (columns in order of appearance); ``None`` if empty."""
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    if not columns:
+        return None
+    order = [k for k in (methods or []) if k in rows] + [k for k in rows if k not in (methods or [])]
+    body = [[Cell(k), *(Cell(_cell_number(rows[k].get(c))) for c in columns)] for k in order]
+    return Table([Cell(first), *map(Cell, columns)], body)
+
+
+def _cell_number(v: float | int | None) -> str:
+    if v is None:
+        return ""
+    return str(v) if isinstance(v, int) else format_number(float(v))
+
+
+def diagnostics_table(data: ReportData) -> Table | None:
+    return number_table(data.diagnostics, "method", data.methods)
+
+
+def progress_table(data: ReportData) -> Table | None:
+    """Samples done, failed and pending per method (integers)."""
+    return number_table(data.progress, "method", data.methods)
+
+
+def failures_table(data: ReportData, limit: int = FAILURES_SHOWN) -> tuple[Table | None, str]:
+    """The first ``limit`` failure records and a note saying how many are shown of how many."""
+    if not data.failures:
+        return None, ""
+    shown = data.failures[:limit]
+    rows = [[Cell(str(f.get(k, ""))) for k in ("sample_id", "sample_index", "stage", "method", "error")] for f in shown]
+    headers = [Cell(h) for h in ("sample", "index", "stage", "method", "error")]
+    total = len(data.failures)
+    note = f"Showing the first {len(shown)} of {total} failures." if total > len(shown) else f"{total} failure(s)."
+    return Table(headers, rows, css="failures"), note
+
+
+def methods_table(data: ReportData) -> Table:
+    """Store key, method name and settings (JSON) of every configured method."""
+    rows = []
+    for key, settings in data.method_settings.items():
+        rest = {k: v for k, v in settings.items() if k != "method"}
+        rows.append([Cell(key), Cell(str(settings.get("method", ""))), Cell(json.dumps(rest, default=str))])
+    return Table([Cell("key"), Cell("method"), Cell("settings")], rows, css="left")
+
+
+def provenance_table(data: ReportData) -> Table:
+    """Where the numbers come from (the configuration itself is shown separately)."""
+    p = data.provenance
+    pairs = [
+        ("store", p.store),
+        ("samples", str(p.n_samples)),
+        ("image shape", "×".join(map(str, p.image_shape))),
+        ("model hash", p.model_hash),
+        ("git revision", p.git_revision),
+        ("versions", ", ".join(f"{k} {v}" for k, v in p.versions.items())),
+    ]
+    return Table([Cell("what"), Cell("value")], [[Cell(k), Cell(v)] for k, v in pairs], css="left")

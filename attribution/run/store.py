@@ -1,0 +1,443 @@
+"""The run store: one Zarr v3 group per run, and the only module that knows its paths.
+
+Layout::
+
+    attrs["pathatlas"]     n_samples, shard_size, image_shape, config, provenance, class names
+    /samples/*             id, label, target, predicted, probability, boxes, masks/<name>
+    /maps/<key>            (N, H, W), one Zarr shard per run shard; attrs: what made the map
+    /diagnostics/<key>/*   (N,) per-sample numbers (completeness residual, seconds, ...)
+    /done/<key>            one flag per run shard, each in a chunk of its own
+    /scores/<metric>/<key>/<output>, .../done   per-sample scores; attrs: the output's metadata
+    /failures/<stage>.<key>.<shard>             quarantine records of one shard
+    /patterns/shards/<i>/<layer>/<sum>, /patterns/done, /patterns/a/<layer>
+
+Concurrency rule: every stored object has exactly one writer. Per-sample arrays are cut into
+shards of ``shard_size`` samples; the worker that owns a shard writes all of that shard's chunks
+(maps, diagnostics, sample metadata, scores) and then its done flag, which sits in a chunk of its
+own (two writers of one chunk lose data). The driver writes only group attributes and creates
+arrays, before any worker starts.
+
+Everything else in pathatlas reads and writes a store through :class:`RunStore`'s typed methods.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.errors
+
+from ..metrics import Output
+
+MAX_BOXES = 64
+_DIMS = ("sample",)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Samples ``[start, stop)`` of a run, owned by one writer."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class SampleColumns:
+    """One shard's per-sample metadata, ``(n, ...)`` rows: ``-1`` / NaN / False where a sample
+    could not be used."""
+
+    predicted: np.ndarray
+    probability: np.ndarray
+    target: np.ndarray
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    boxes: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.predicted, self.probability, self.target, *self.masks.values()]
+        return sum(a.nbytes for a in arrays) + (self.boxes.nbytes if self.boxes is not None else 0)
+
+
+@dataclass(frozen=True)
+class ScoreArray:
+    """One stored output of a metric for one method: ``values`` ``(N, *shape)``, the output's
+    metadata and the metric's settings."""
+
+    values: np.ndarray
+    output: Output
+    settings: dict[str, Any]
+
+
+class RunStore:
+    """Typed access to a run's Zarr group. Open with :meth:`create` (plan stage) or :meth:`open`."""
+
+    def __init__(self, group: zarr.Group, uri: str) -> None:
+        self._group = group
+        self.uri = uri
+        meta = group.attrs.get("pathatlas", {})
+        assert isinstance(meta, dict)
+        self.n_samples: int = int(meta.get("n_samples", 0))
+        self.shard_size: int = int(meta.get("shard_size", 1))
+        c, h, w = meta.get("image_shape", (0, 0, 0))
+        self.image_shape: tuple[int, int, int] = (int(c), int(h), int(w))
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, uri: str, storage_options: dict | None = None, mode: str = "r+") -> RunStore:
+        try:
+            group = zarr.open_group(store=uri, mode=mode, storage_options=storage_options or None)  # type: ignore[arg-type]
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+            raise FileNotFoundError(f"no pathatlas store at {uri!r}") from exc
+        if "pathatlas" not in group.attrs:
+            raise ValueError(f"{uri!r} is a Zarr group but not a pathatlas store (no 'pathatlas' attributes)")
+        return cls(group, uri)
+
+    @classmethod
+    def create(
+        cls,
+        uri: str,
+        *,
+        sample_ids: list[str],
+        labels: Iterable[int],
+        image_shape: tuple[int, int, int],
+        shard_size: int,
+        mask_names: Iterable[str] = (),
+        has_boxes: bool = False,
+        attrs: dict[str, Any] | None = None,
+        storage_options: dict | None = None,
+    ) -> RunStore:
+        """Create (or reopen, if it matches) the store for a dataset plan.
+
+        Reopening an existing store checks that the sample ids are the same, so a resumed run can
+        never mix maps of two different datasets.
+        """
+        try:
+            existing = cls.open(uri, storage_options)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None:
+            if existing.sample_ids() != list(sample_ids) or existing.shard_size != shard_size:
+                raise ValueError(
+                    f"store {uri!r} already holds a different plan ({existing.n_samples} samples, shard size "
+                    f"{existing.shard_size}); use a new store location or delete the old one"
+                )
+            return existing
+        group = zarr.open_group(store=uri, mode="a", storage_options=storage_options or None)
+        n = len(sample_ids)
+        group.attrs["pathatlas"] = {
+            "n_samples": n,
+            "shard_size": shard_size,
+            "image_shape": list(image_shape),
+            **(attrs or {}),
+        }
+        store = cls(group, uri)
+        store._create_samples(sample_ids, np.asarray(list(labels), dtype=np.int64), mask_names, has_boxes)
+        return store
+
+    def _create_samples(self, ids: list[str], labels: np.ndarray, mask_names: Iterable[str], has_boxes: bool) -> None:
+        n, (_, h, w) = self.n_samples, self.image_shape
+        s = self._group.require_group("samples")
+        whole = (max(n, 1),)  # the plan's columns are written once, by the driver: one chunk
+        s.create_array("id", shape=(n,), dtype=str, chunks=whole, dimension_names=_DIMS)[:] = np.asarray(ids, dtype=str)
+        lab = s.create_array("label", shape=(n,), dtype="int64", chunks=whole, fill_value=-1, dimension_names=_DIMS)
+        lab[:] = labels
+        for name, dtype, fill in (
+            ("target", "int64", -1),
+            ("predicted", "int64", -1),
+            ("probability", "float32", np.nan),
+        ):
+            self._per_sample(s, name, (), dtype, fill)
+        for name in mask_names:
+            self._per_sample(s.require_group("masks"), name, (h, w), "bool", False)
+        if has_boxes:
+            self._per_sample(s, "boxes", (MAX_BOXES, 4), "float32", np.nan)
+        for name in ("maps", "diagnostics", "done", "scores", "failures"):
+            self._group.require_group(name)
+
+    # -- raw Zarr helpers (private) -------------------------------------------------------------
+    def _array(self, path: str) -> zarr.Array:
+        node = self._group[path]
+        if not isinstance(node, zarr.Array):
+            raise KeyError(f"{path!r} in store {self.uri!r} is not an array")
+        return node
+
+    def _sub(self, path: str) -> zarr.Group:
+        """``path``'s group, created if missing (tolerating another writer creating it at once)."""
+        try:
+            return self._group.require_group(path)
+        except zarr.errors.ContainsGroupError:
+            node = self._group[path]
+            assert isinstance(node, zarr.Group)
+            return node
+
+    def _has(self, path: str) -> bool:
+        return path in self._group
+
+    def _per_sample(self, parent: zarr.Group, name: str, shape: tuple, dtype: str, fill: Any) -> zarr.Array:
+        """A ``(N, *shape)`` array whose chunks are whole shards (one writer each)."""
+        dims = _DIMS + tuple(f"dim_{i}" for i in range(len(shape)))
+        return _require_array(
+            parent,
+            name,
+            shape=(self.n_samples, *shape),
+            dtype=dtype,
+            chunks=(self.shard_size, *shape),
+            fill_value=fill,
+            dimension_names=dims,
+        )
+
+    def _flags(self, path: str, n: int) -> zarr.Array:
+        """One uint8 flag per shard, one chunk per flag (a shared flag chunk loses flags)."""
+        parent_path, _, name = path.rpartition("/")
+        return _require_array(self._sub(parent_path), name, shape=(n,), dtype="uint8", chunks=(1,), fill_value=0)
+
+    # -- shards ------------------------------------------------------------------------------
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_samples // self.shard_size)
+
+    def shards(self) -> list[Shard]:
+        size, n = self.shard_size, self.n_samples
+        return [Shard(i, i * size, min((i + 1) * size, n)) for i in range(self.n_shards)]
+
+    # -- samples -----------------------------------------------------------------------------
+    def sample_ids(self) -> list[str]:
+        return [str(v) for v in np.asarray(self._array("samples/id")[:])]
+
+    def labels(self) -> np.ndarray:
+        return np.asarray(self._array("samples/label")[:])
+
+    def targets(self, shard: Shard | None = None) -> np.ndarray:
+        """``(N,)`` (or the shard's rows) class explained per sample; ``-1`` where none."""
+        rows = slice(None) if shard is None else slice(shard.start, shard.stop)
+        return np.asarray(self._array("samples/target")[rows])
+
+    def predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(predicted (N,), probability of the target (N,))``."""
+        return np.asarray(self._array("samples/predicted")[:]), np.asarray(self._array("samples/probability")[:])
+
+    def mask_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._sub("samples/masks").array_keys())) if self._has("samples/masks") else ()
+
+    @property
+    def has_boxes(self) -> bool:
+        return self._has("samples/boxes")
+
+    def box_slots(self) -> int:
+        """How many boxes a sample can keep (``0`` without boxes)."""
+        return int(self._array("samples/boxes").shape[1]) if self.has_boxes else 0
+
+    def write_samples(self, shard: Shard, columns: SampleColumns) -> None:
+        """One shard's sample metadata (the caller owns the shard)."""
+        rows = slice(shard.start, shard.stop)
+        for name in ("predicted", "probability", "target"):
+            self._array(f"samples/{name}")[rows] = getattr(columns, name)
+        for name, values in columns.masks.items():
+            self._array(f"samples/masks/{name}")[rows] = values
+        if columns.boxes is not None:
+            self._array("samples/boxes")[rows] = columns.boxes
+
+    # -- maps and diagnostics ----------------------------------------------------------------
+    def method_keys(self) -> list[str]:
+        return sorted(self._sub("maps").array_keys())
+
+    def create_maps(self, key: str, dtype: str = "float32", attrs: dict | None = None) -> None:
+        """``/maps/<key>`` ``(N, H, W)``: inner chunks of one sample, Zarr shards of one run shard;
+        its done flags and diagnostics group too. ``attrs`` are set when the array is new."""
+        maps = self._sub("maps")
+        _, h, w = self.image_shape
+        fresh = key not in maps
+        arr = _require_array(
+            maps,
+            key,
+            shape=(self.n_samples, h, w),
+            dtype=dtype,
+            chunks=(1, h, w),
+            shards=(self.shard_size, h, w),
+            fill_value=np.nan,
+            dimension_names=("sample", "y", "x"),
+        )
+        if fresh and attrs:
+            arr.attrs.update(attrs)
+        self._flags(f"done/{key}", self.n_shards)
+        self._sub(f"diagnostics/{key}")
+
+    def map_attrs(self, key: str) -> dict[str, Any]:
+        return dict(self._array(f"maps/{key}").attrs)
+
+    def maps(self, key: str, rows: slice | np.ndarray | int = slice(None)) -> np.ndarray:
+        """``(n, H, W)`` stored maps of ``key`` at ``rows`` (NaN: no map)."""
+        return np.asarray(self._array(f"maps/{key}")[rows])
+
+    def write_maps(self, key: str, shard: Shard, maps: np.ndarray) -> None:
+        arr = self._array(f"maps/{key}")
+        arr[shard.start : shard.stop] = maps.astype(arr.dtype)
+
+    def diagnostics(self, key: str) -> dict[str, np.ndarray]:
+        """``name -> (N,)`` per-sample diagnostics of ``key`` (none if it has no maps yet)."""
+        if not self._has(f"diagnostics/{key}"):
+            return {}
+        group = self._sub(f"diagnostics/{key}")
+        return {name: np.asarray(arr[:]) for name, arr in sorted(group.arrays())}
+
+    def write_diagnostics(self, key: str, shard: Shard, values: dict[str, np.ndarray]) -> None:
+        for name, column in values.items():
+            arr = self._per_sample(self._sub(f"diagnostics/{key}"), name, (), "float32", np.nan)
+            arr[shard.start : shard.stop] = column
+
+    def maps_done(self, key: str) -> np.ndarray:
+        """Bool ``(n_shards,)``: whose maps of ``key`` are durable."""
+        return np.asarray(self._flags(f"done/{key}", self.n_shards)[:]).astype(bool)
+
+    def mark_maps_done(self, key: str, shard: Shard) -> None:
+        self._flags(f"done/{key}", self.n_shards)[shard.index] = 1
+
+    # -- scores ------------------------------------------------------------------------------
+    def metric_names(self) -> list[str]:
+        return sorted(self._sub("scores").group_keys())
+
+    def scored_keys(self, metric: str) -> list[str]:
+        """Method keys with stored scores of ``metric``."""
+        return sorted(self._sub(f"scores/{metric}").group_keys()) if self._has(f"scores/{metric}") else []
+
+    def create_scores(self, metric: str, key: str, outputs: dict[str, Output], settings: dict) -> None:
+        """``/scores/<metric>/<key>/<output>`` ``(N, *shape)`` with the output's metadata, and the done flags."""
+        parent = self._sub(f"scores/{metric}/{key}")
+        for name, output in outputs.items():
+            fresh = name not in parent
+            arr = self._per_sample(parent, name, output.shape, "float32", np.nan)
+            if fresh:
+                arr.attrs.update({"metric": metric, "settings": settings, "output": output.to_json()})
+        self._flags(f"scores/{metric}/{key}/done", self.n_shards)
+
+    def scores(self, metric: str, key: str) -> dict[str, ScoreArray]:
+        """Every stored output of ``metric`` for method ``key``, with its metadata."""
+        out = {}
+        for name, arr in self._score_arrays(metric, key):
+            attrs: dict[str, Any] = dict(arr.attrs)
+            if "output" not in attrs:
+                raise ValueError(
+                    f"store {self.uri!r}: scores/{metric}/{key}/{name} has no output metadata (written by an "
+                    "older pathatlas); evaluate into a new store to report on it"
+                )
+            out[name] = ScoreArray(
+                np.asarray(arr[:]), Output.from_json(attrs["output"]), dict(attrs.get("settings", {}))
+            )
+        return out
+
+    def score_values(self, metric: str, key: str) -> dict[str, np.ndarray]:
+        """``output -> (N, *shape)`` stored values of ``metric`` for ``key``, without the metadata."""
+        return {name: np.asarray(arr[:]) for name, arr in self._score_arrays(metric, key)}
+
+    def _score_arrays(self, metric: str, key: str) -> list[tuple[str, zarr.Array]]:
+        return [(n, a) for n, a in sorted(self._sub(f"scores/{metric}/{key}").arrays()) if n != "done"]
+
+    def write_scores(self, metric: str, key: str, shard: Shard, values: dict[str, np.ndarray]) -> None:
+        for name, column in values.items():
+            self._array(f"scores/{metric}/{key}/{name}")[shard.start : shard.stop] = column
+
+    def scores_done(self, metric: str, key: str) -> np.ndarray:
+        return np.asarray(self._flags(f"scores/{metric}/{key}/done", self.n_shards)[:]).astype(bool)
+
+    def mark_scores_done(self, metric: str, key: str, shard: Shard) -> None:
+        self._flags(f"scores/{metric}/{key}/done", self.n_shards)[shard.index] = 1
+
+    # -- failures ----------------------------------------------------------------------------
+    def record_failures(self, stage: str, key: str, shard: Shard, records: list[dict]) -> None:
+        """Quarantine records for one shard: a child group ``failures/<stage>.<key>.<shard>`` (one
+        writer); a shard with no records clears what an earlier attempt left."""
+        name = f"{stage}.{key}.{shard.index:06d}"
+        failures = self._sub("failures")
+        if not records:
+            if name in failures:
+                del failures[name]
+            return
+        failures.require_group(name).attrs["records"] = records
+
+    def failures(self) -> list[dict]:
+        out: list[dict] = []
+        failures = self._sub("failures")
+        for name in sorted(failures.group_keys()):
+            records = failures[name].attrs.get("records", [])
+            assert isinstance(records, list)
+            out.extend(records)
+        return out
+
+    def status(self) -> dict[str, dict[str, int]]:
+        """``method -> {done, failed, pending}`` counted in samples."""
+        failed: dict[str, int] = {}
+        for rec in self.failures():
+            if rec.get("stage") == "attribute":
+                failed[rec["method"]] = failed.get(rec["method"], 0) + 1
+        sizes = np.array([s.size for s in self.shards()])
+        out = {}
+        for key in self.method_keys():
+            n_done = int(sizes[self.maps_done(key)].sum())
+            bad = failed.get(key, 0)
+            out[key] = {"done": n_done - bad, "failed": bad, "pending": self.n_samples - n_done}
+        return out
+
+    # -- patterns ----------------------------------------------------------------------------
+    def pattern_shards_done(self, n_shards: int) -> np.ndarray:
+        """Bool ``(n_shards,)`` over the *training* shards of the pattern statistics."""
+        return np.asarray(self._flags("patterns/done", n_shards)[:]).astype(bool)
+
+    def write_pattern_stats(self, index: int, arrays: dict[str, dict[str, np.ndarray]], n_shards: int) -> None:
+        """``/patterns/shards/<index>/<layer>/<sum>`` (float64), then the shard's done flag."""
+        shard = self._sub(f"patterns/shards/{index}")
+        for layer, sums in arrays.items():
+            group = shard.require_group(layer)
+            for name, values in sums.items():
+                group.create_array(name, data=np.asarray(values, dtype=np.float64), overwrite=True)
+        self._flags("patterns/done", n_shards)[index] = 1
+
+    def read_pattern_stats(self, index: int) -> dict[str, dict[str, np.ndarray]]:
+        shard = self._sub(f"patterns/shards/{index}")
+        return {layer: {name: np.asarray(arr[...]) for name, arr in grp.arrays()} for layer, grp in shard.groups()}
+
+    def write_patterns(self, patterns: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
+        """``/patterns/a/<layer>``: the solved patterns, with their sha256 and source in the attrs."""
+        group = self._sub("patterns/a")
+        for layer, values in patterns.items():
+            group.create_array(layer, data=np.asarray(values, dtype=np.float64), overwrite=True)
+        group.attrs.update(attrs)
+
+    def patterns_attrs(self) -> dict[str, Any]:
+        return dict(self._sub("patterns/a").attrs) if self._has("patterns/a") else {}
+
+    # -- run-level attributes (driver only) ---------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        meta = self._group.attrs["pathatlas"]
+        assert isinstance(meta, dict)
+        return dict(meta)
+
+    def update_meta(self, **values: Any) -> None:
+        meta = self.meta
+        meta.update(json.loads(json.dumps(values, default=str)))
+        self._group.attrs["pathatlas"] = meta
+
+
+def _require_array(parent: zarr.Group, name: str, **spec: Any) -> zarr.Array:
+    """Open ``parent/name``, creating it if missing.
+
+    The driver creates a stage's arrays before its workers start; this also tolerates a second
+    creator racing on identical metadata (both write the same ``zarr.json``).
+    """
+    if name not in parent:
+        try:
+            return parent.create_array(name, **spec)
+        except zarr.errors.ContainsArrayError:
+            pass
+    node = parent[name]
+    assert isinstance(node, zarr.Array)
+    return node
