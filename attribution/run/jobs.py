@@ -70,7 +70,7 @@ def sample_columns(
         columns.predicted[rows] = pred.cpu().numpy()
         columns.target[rows] = targets.cpu().numpy()
         columns.probability[rows] = probs.gather(1, targets.view(-1, 1)).squeeze(1).cpu().numpy()
-    _, h, w = loaded.samples[0].image.shape if loaded.samples else (0, 0, 0)
+    _, h, w = loaded.image_shape
     for name in mask_names:
         masks = np.zeros((n, h, w), bool)
         for row, sample in zip(rows, loaded.samples, strict=True):
@@ -97,7 +97,7 @@ def explain_shard(
 ) -> ShardMaps:
     """Maps of ``method`` (stored as ``key``) for the shard, reduced over channels; a map with
     non-finite values is stored as missing and recorded."""
-    shard, (_, h, w) = loaded.shard, loaded.samples[0].image.shape if loaded.samples else (0, 0, 0)
+    shard, (_, h, w) = loaded.shard, loaded.image_shape
     out = ShardMaps(np.full((shard.size, h, w), np.nan, dtype=np.float32))
     out.failures = [dict(f, method=key) for f in loaded.failures]
     if x is None:

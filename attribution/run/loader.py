@@ -24,13 +24,15 @@ from .store import Shard
 class LoadedShard:
     """The usable samples of a shard: ``rows`` are their positions within the shard, ``images``
     ``(len(samples), C, H, W)`` on the host (pinned for a CUDA worker), or None if there are none;
-    ``failures`` records the others (method ``*``: every method of the stage)."""
+    ``failures`` records the others (method ``*``: every method of the stage); ``image_shape``
+    ``(C, H, W)`` is the run's, known even when no sample could be used."""
 
     shard: Shard
     rows: np.ndarray
     samples: list[Sample]
     failures: list[dict]
     images: torch.Tensor | None
+    image_shape: tuple[int, int, int]
 
     def index_of(self, position: int) -> int:
         """Global index of the ``position``-th usable sample."""
@@ -47,7 +49,8 @@ class SampleLoader:
     def __init__(
         self, image_shape: tuple[int, int, int], threads: int, *, pin_memory: bool = False, require_label: bool = False
     ) -> None:
-        self.image_shape = tuple(image_shape)
+        c, h, w = image_shape  # a tuple whatever sequence came in: samples' shapes are compared with it
+        self.image_shape = (int(c), int(h), int(w))
         self.pin_memory = pin_memory
         self.require_label = require_label
         self.wait_s = 0.0  # time callers spent waiting for samples
@@ -104,7 +107,7 @@ class SampleLoader:
         images = torch.from_numpy(np.stack([s.image for s in samples])) if samples else None
         if images is not None and self.pin_memory:
             images = images.pin_memory()  # lets the copy to the device run asynchronously
-        return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures, images)
+        return LoadedShard(shard, np.asarray(rows, dtype=np.int64), samples, failures, images, self.image_shape)
 
     def take(self, dataset: Dataset, shard: Shard, stage: str, prefetch: Shard | None = None) -> LoadedShard:
         """This shard's samples (prefetched if they were), and start loading ``prefetch`` meanwhile."""

@@ -259,3 +259,21 @@ def test_jobs_need_no_store(tmp_path):
     )
     assert np.isfinite(scores["mass_signal"]).all() and failures == []
     assert isinstance(targets, torch.Tensor)
+
+
+def test_a_shard_whose_samples_all_fail_is_stored_missing_and_done(tmp_path):
+    cfg = _config(tmp_path)
+    _plan(cfg)
+    worker = ShardWorker(cfg, cfg.store.uri)
+
+    def load(index):
+        raise SampleError(worker.dataset.sample_id(index), "cannot decode image")
+
+    worker.dataset.load = load
+    assert worker.attribute_shard(0, ["gradient"])["failed"] == 4
+    worker.evaluate_shard(0, 0, ["gradient"])
+    worker.close()
+    store = RunStore.open(cfg.store.uri)
+    assert store.maps_done("gradient").tolist() == [True, False] and np.isnan(store.maps("gradient", slice(0, 4))).all()
+    assert store.scores_done("degradation", "gradient").tolist() == [True, False]
+    assert len([r for r in store.failures() if r["stage"] == "attribute"]) == 4
