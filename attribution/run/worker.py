@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..engine import GradientEngine
+from ..methods import Method
 from ..metrics import get_metric
 from ..patterns import KernelLayer, kernel_layers
 from ..references import References
@@ -48,6 +49,9 @@ class ShardWorker:
         self.writer = BackgroundWriter()
         self._explain_s = 0.0
         self._first_call: float | None = None  # when the first shard call began (for active_s)
+        # the plan's sample columns do not change during a run: read them once, not per shard
+        self._mask_names, self._box_slots = self.store.mask_names(), self.store.box_slots()
+        self._methods: dict[str, Method] = {}  # built once: a pattern method loads its file when built
         self._references: References | None = None
         self._layers: list[KernelLayer] | None = None
 
@@ -59,6 +63,12 @@ class ShardWorker:
                 self.loader, self.dataset, cfg.references.size, cfg.references_seed, self.device
             )
         return self._references
+
+    def _method(self, key: str) -> Method:
+        """The configured method ``key``, built once per worker."""
+        if key not in self._methods:
+            self._methods[key] = build_method(self.config, key)
+        return self._methods[key]
 
     def _take(self, shard_index: int, stage: str, prefetch: int | None) -> LoadedShard:
         self._first_call = self._first_call or time.perf_counter()
@@ -72,9 +82,7 @@ class ShardWorker:
         loaded = self._take(shard_index, "attribute", prefetch)
         shard, cfg = loaded.shard, self.config
         x = loaded.images.to(self.device, non_blocking=True) if loaded.images is not None else None
-        targets, columns = jobs.sample_columns(
-            self.engine, loaded, x, cfg.target, self.store.mask_names(), self.store.box_slots()
-        )
+        targets, columns = jobs.sample_columns(self.engine, loaded, x, cfg.target, self._mask_names, self._box_slots)
         self.writer.submit(
             f"stage 'attribute': shard {shard.index} sample metadata",
             columns.nbytes,
@@ -82,7 +90,7 @@ class ShardWorker:
         )
         n_failed = 0
         for key in method_keys:
-            method = build_method(cfg, key)
+            method = self._method(key)
             refs = self.references() if method.needs_references and x is not None else None
             result = jobs.explain_shard(method, key, self.engine, loaded, x, targets, refs, cfg.store.channel_reduction)
             self._explain_s += result.seconds
@@ -115,7 +123,7 @@ class ShardWorker:
         for key in method_keys:
             maps = self.store.maps(key, slice(shard.start, shard.stop))
             scores, failures = jobs.score_shard(
-                metric, key, self.engine, loaded, maps, targets, outputs, self.store.has_boxes
+                metric, key, self.engine, loaded, maps, targets, outputs, self._box_slots > 0
             )
             self.store.write_scores(metric.name, key, shard, scores)
             self.store.record_failures(f"evaluate.{metric.name}", key, shard, failures)
