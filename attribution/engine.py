@@ -117,7 +117,7 @@ class GradientEngine:
     def group_size(self, bytes_per_item: int) -> int:
         """How many items of ``bytes_per_item`` fit the budget at once (at least 1): for the working
         memory a method or metric holds beside the engine's own chunks."""
-        return max(1, self.budget_bytes() // max(1, int(bytes_per_item)))
+        return items_within(self.budget_bytes(), bytes_per_item)
 
     def chunk_size(self, example: torch.Tensor, output: str = "logit") -> int:
         """Points per chunk for points shaped like ``example`` ``(...)`` (one point, no batch axis)."""
@@ -308,6 +308,11 @@ def budget_bytes_for(device: torch.device | str) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return int(0.6 * free)
     return 2 * 2**30
+
+
+def items_within(budget_bytes: int, bytes_per_item: int) -> int:
+    """How many items of ``bytes_per_item`` fit ``budget_bytes`` (at least 1)."""
+    return max(1, budget_bytes // max(1, int(bytes_per_item)))
 
 
 def _accum_dtype(dtype: torch.dtype) -> torch.dtype:

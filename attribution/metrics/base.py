@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..engine import budget_bytes_for
+from ..engine import budget_bytes_for, items_within
 from ..registry import Registry, build_settings, settings_signature
 
 METRICS: Registry[type[Metric]] = Registry("metric", load=lambda: importlib.import_module(__package__ or ""))
@@ -103,7 +103,7 @@ class MetricBatch:
         """``group_size``, or the engine's default budget on the images' device."""
         if self.group_size is not None:
             return self.group_size(bytes_per_item)
-        return max(1, budget_bytes_for(self.images.device) // max(1, bytes_per_item))
+        return items_within(budget_bytes_for(self.images.device), bytes_per_item)
 
 
 @dataclass
