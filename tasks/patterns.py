@@ -37,6 +37,6 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
     skipped = [s for r in results for s in r["skipped"]]
     for line in skipped:
         logger.warning("patterns: sample left out of the statistics: %s", line)
-    patterns = solve_patterns(cfg, store, model, model_sha)
+    patterns = solve_patterns(cfg, store, model, model_sha, total, n_shards)
     logger.info("patterns: learned over %d samples, saved to %s (sha256 %s)", total, path, patterns.sha256[:12])
     return {"path": path, "sha256": patterns.sha256, "shards": len(jobs), "samples": total, "skipped": skipped}

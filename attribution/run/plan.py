@@ -129,10 +129,12 @@ def pattern_shards(cfg: RunConfig) -> tuple[int, int]:
     return total, -(-total // cfg.patterns.shard_size)
 
 
-def solve_patterns(cfg: RunConfig, store: RunStore, model: torch.nn.Module, model_sha: str) -> Patterns:
-    """Merge the training shards' statistics in shard order (the sum does not depend on who
-    computed what), solve, and save the patterns to ``cfg.patterns_path`` and the store."""
-    total, n_shards = pattern_shards(cfg)
+def solve_patterns(
+    cfg: RunConfig, store: RunStore, model: torch.nn.Module, model_sha: str, total: int, n_shards: int
+) -> Patterns:
+    """Merge the statistics of the ``n_shards`` training shards (``total`` samples, as
+    :func:`pattern_shards` counted them) in shard order, so the sum does not depend on who
+    computed what; solve, and save the patterns to ``cfg.patterns_path`` and the store."""
     layers = kernel_layers(model, torch.zeros((1, *store.image_shape)))
     stats = PatternStatistics({layer.name: LayerStats.zeros(layer.weight) for layer in layers})
     for i in range(n_shards):
