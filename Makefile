@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[pipeline,dev,photos]"
+	$(BIN)/pip install -q -e ".[pipeline,s3,dev,photos]"
 	$(BIN)/pip install -q --no-deps imgaug==0.4.0  # only its quokka photo and annotations are read
 	touch $(STAMP)
 

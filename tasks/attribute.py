@@ -26,6 +26,7 @@ def attribute_dataset(config: dict, store_uri: str, show_progress: bool = True) 
         run = run_pool(config, store_uri, cfg.compute, "attribute_shard", jobs, advance, prefetch=True)
     finally:
         close()
+    store.consolidate()  # readers (xarray) see this stage's arrays
     if run.profile:
         logger.info("attribute: worker seconds %s", ", ".join(f"{k} {v:.1f}" for k, v in run.profile.items()))
     return {

@@ -1,16 +1,31 @@
-"""Plan stage: list the dataset's samples and create (or reopen) the run store."""
+"""Plan stage: list the dataset's samples and create (or reopen) the run store; mark it complete."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from pathatlas.attribution.run.config import RunConfig
 from pathatlas.attribution.run.plan import plan_store
+from pathatlas.attribution.run.store import RunStore
 
 
 @task(name="plan-dataset", cache_policy=NO_CACHE)
-def plan_dataset(config: dict) -> str:
-    """Create the store's ``/samples`` plan and provenance (resuming a store of the same plan);
-    return the store URI."""
-    return plan_store(RunConfig.model_validate(config)).uri
+def plan_dataset(config: dict, overwrite: list[str] | None = None, run_id: str | None = None) -> str:
+    """Create the store's ``/samples`` plan and provenance, or reopen a store whose results were
+    made the same way (``overwrite``: results to delete and recompute); return the store URI."""
+    store = plan_store(RunConfig.model_validate(config), overwrite or [], run_id)
+    store.consolidate()
+    return store.uri
+
+
+@task(name="finish-run", cache_policy=NO_CACHE)
+def finish_run(config: dict, store_uri: str) -> None:
+    """Mark the store complete (an audit's ``compare_to: previous`` only picks complete stores)
+    and write its consolidated metadata for readers."""
+    cfg = RunConfig.model_validate(config)
+    store = RunStore.open(store_uri, cfg.store.storage_options)
+    store.update_meta(completed_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    store.consolidate()

@@ -26,4 +26,5 @@ def evaluate_dataset(config: dict, store_uri: str, show_progress: bool = True) -
         results = run_pool(config, store_uri, cfg.compute, "evaluate_shard", jobs, advance, prefetch=True).results
     finally:
         close()
+    store.consolidate()  # readers (xarray) see this stage's arrays
     return {"jobs": len(results), "skipped_metrics": skipped}

@@ -7,7 +7,13 @@ from prefect.cache_policies import NO_CACHE
 
 from pathatlas.attribution.run.builders import build_model, model_hash
 from pathatlas.attribution.run.config import RunConfig
-from pathatlas.attribution.run.plan import existing_patterns, pattern_shards, solve_patterns
+from pathatlas.attribution.run.learned_patterns import (
+    existing_patterns,
+    pattern_shards,
+    patterns_fingerprint_for,
+    patterns_key,
+    solve_patterns,
+)
 from pathatlas.attribution.run.store import RunStore
 from pathatlas.tasks.ray_pool import progress, run_pool
 
@@ -18,16 +24,17 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
     cfg = RunConfig.model_validate(config)
     logger = get_run_logger()
     model = build_model(cfg)
-    model_sha = model_hash(model)
+    fingerprint = patterns_fingerprint_for(cfg, model_hash(model))
     path = cfg.patterns_path
-    found = existing_patterns(path, model_sha)
+    found = existing_patterns(path, fingerprint)
     if found is not None:
         logger.info("patterns: reusing %s (sha256 %s)", path, found.sha256[:12])
         return {"path": path, "sha256": found.sha256, "shards": 0, "samples": 0, "skipped": []}
     store = RunStore.open(store_uri, cfg.store.storage_options)
     total, n_shards = pattern_shards(cfg)
-    done = store.pattern_shards_done(n_shards)
-    jobs = [(i, n_shards) for i in range(n_shards) if not done[i]]
+    key = patterns_key(fingerprint)
+    done = store.pattern_shards_done(key, n_shards)
+    jobs = [(i, n_shards, key) for i in range(n_shards) if not done[i]]
     logger.info("patterns: %d of %d training shard(s) pending (%d samples)", len(jobs), n_shards, total)
     advance, close = progress(len(jobs), "patterns") if show_progress and jobs else (None, lambda: None)
     try:
@@ -37,6 +44,7 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
     skipped = [s for r in results for s in r["skipped"]]
     for line in skipped:
         logger.warning("patterns: sample left out of the statistics: %s", line)
-    patterns = solve_patterns(cfg, store, model, model_sha, total, n_shards)
+    patterns = solve_patterns(cfg, store, model, fingerprint, total, n_shards)
+    store.consolidate()
     logger.info("patterns: learned over %d samples, saved to %s (sha256 %s)", total, path, patterns.sha256[:12])
     return {"path": path, "sha256": patterns.sha256, "shards": len(jobs), "samples": total, "skipped": skipped}

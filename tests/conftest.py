@@ -75,3 +75,13 @@ def tiny_cnn() -> TinyCNN:
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real local S3 server (moto, in a subprocess) with one bucket, once per session (~1 s).
+    Tests share it: give each test its own prefix (``s3_server.uri(<unique name>)``)."""
+    from tests.s3server import local_s3_server
+
+    with local_s3_server() as server:
+        yield server

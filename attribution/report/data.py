@@ -1,26 +1,58 @@
 """What the report shows, gathered from a run store through :class:`RunStore`'s typed API.
 
-:func:`collect_report_data` reads one metric and one method at a time, keeps only summaries (and
-the ``(N,)`` per-sample scores the paired comparisons need), and lets each stored output's
+:func:`collect_report_data` reads one metric at a time and each method's outputs in a job of its
+own (two at once: one reads the store while the other computes), keeps only summaries and the
+``(N,)`` per-sample numbers, and lets each stored output's
 :class:`~pathatlas.attribution.metrics.Output` metadata decide where it goes: ``score`` and
-``detail`` outputs to the score tables, ``curve`` outputs to the curve figures, the metric's
-``run`` outputs to the run-level table.
+``detail`` outputs to the score tables (intervals for all of a metric's columns at once, sharing
+resamples), ``curve`` outputs to the curve figures, the metric's ``run`` outputs to the run-level
+table; the first ``score`` output picks each method's worst samples for the maps (:mod:`overlays`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..metrics import Metric, Output, get_metric
-from ..run.builders import build_dataset
 from ..run.config import RunConfig
 from ..run.store import RunStore, ScoreArray
 from . import stats
+from .overlays import (
+    OverlayGroup,
+    OverlaySample,
+    Selection,
+    headline_output,
+    load_overlays,
+    overlay_indices,
+    worst_indices,
+    worst_samples,
+    worst_selection,
+)
 from .stats import Estimate, Paired
+
+__all__ = [
+    "CurveGroup",
+    "CurveSummary",
+    "OverlayGroup",
+    "OverlaySample",
+    "PairedSummary",
+    "Provenance",
+    "ReportData",
+    "Summary",
+    "collect_report_data",
+    "headline_output",
+    "overlay_indices",
+    "worst_indices",
+    "worst_samples",
+]
+
+WORKERS = 2  # methods summarised at once: one job reads the store while another computes
 
 
 @dataclass(frozen=True)
@@ -68,19 +100,6 @@ class CurveGroup:
     curves: list[CurveSummary] = field(default_factory=list)
 
 
-@dataclass
-class OverlaySample:
-    """One sample of the maps figure: ``image`` ``(H, W, C)`` in [0, 1], ``maps`` ``key -> (H, W)``
-    (NaN: no map), ``masks`` ``name -> (H, W)`` bool."""
-
-    sample_id: str
-    label: str
-    target: str
-    image: np.ndarray
-    maps: dict[str, np.ndarray]
-    masks: dict[str, np.ndarray] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class Provenance:
     store: str
@@ -95,7 +114,9 @@ class Provenance:
 @dataclass
 class ReportData:
     """Everything the page and the Markdown artifacts show; ``methods`` are store keys in the
-    run's order (the order of every table and of the pairs)."""
+    run's order (the order of every table and of the pairs). ``overlays``: the evenly spaced
+    samples; ``worst``: per metric, each method's ``worst_k`` samples; ``shared_scale``: one colour
+    scale for all maps of a sample."""
 
     title: str
     methods: list[str]
@@ -106,23 +127,38 @@ class ReportData:
     paired: list[PairedSummary] = field(default_factory=list)
     curves: list[CurveGroup] = field(default_factory=list)
     overlays: list[OverlaySample] = field(default_factory=list)
+    worst: list[OverlayGroup] = field(default_factory=list)
     diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
     progress: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     resamples: int = stats.N_RESAMPLES
     run_level_resamples: int = stats.RUN_LEVEL_RESAMPLES
+    shared_scale: bool = False
+
+
+@dataclass
+class _MethodParts:
+    """One method's share of one metric: ``columns`` ``output -> (N,)`` (score and detail
+    outputs), ``curves`` and ``run_level`` summaries, and a note if something failed."""
+
+    key: str
+    columns: dict[str, tuple[Output, np.ndarray]] = field(default_factory=dict)
+    curves: list[tuple[str, Output, CurveSummary]] = field(default_factory=list)
+    run_level: dict[str, Estimate] = field(default_factory=dict)
+    note: str = ""
 
 
 @dataclass
 class _MetricParts:
-    """What one metric contributes, filled method by method."""
+    """What one metric contributes."""
 
     scores: list[Summary] = field(default_factory=list)
     run_level: list[Summary] = field(default_factory=list)
     curves: dict[str, CurveGroup] = field(default_factory=dict)
     ranked: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # output -> method -> (N,)
     infos: dict[str, Output] = field(default_factory=dict)
+    headline: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -132,9 +168,15 @@ def collect_report_data(
     *,
     n_resamples: int = stats.N_RESAMPLES,
     run_level_resamples: int = stats.RUN_LEVEL_RESAMPLES,
+    worst_k: int | None = None,
+    shared_scale: bool | None = None,
+    workers: int | None = None,
 ) -> ReportData:
     """Read ``store`` (the run of ``cfg``) into a :class:`ReportData`: score intervals with
-    ``n_resamples`` bootstrap resamples, run-level numbers with ``run_level_resamples``."""
+    ``n_resamples`` bootstrap resamples, run-level numbers with ``run_level_resamples``; the maps
+    of ``cfg.report.n_overlays`` evenly spaced samples and of each metric's ``worst_k`` (default
+    ``cfg.report.worst_k``) per method, on one colour scale per sample if ``shared_scale`` (default
+    ``cfg.report.shared_scale``). ``workers``: methods summarised at once (default 2, or 1 core)."""
     keys = [m.store_key for m in cfg.methods]
     data = ReportData(
         title=f"pathatlas run '{cfg.name}'",
@@ -146,75 +188,107 @@ def collect_report_data(
         failures=store.failures(),
         resamples=n_resamples,
         run_level_resamples=run_level_resamples,
+        shared_scale=cfg.report.shared_scale if shared_scale is None else shared_scale,
     )
     stored = store.metric_names()
     data.notes += [f"No scores stored for metric {m.name!r} yet." for m in cfg.metrics if m.name not in stored]
     configured = [m.name for m in cfg.metrics]
-    for metric in sorted(stored, key=lambda m: (configured.index(m) if m in configured else len(configured), m)):
-        parts = _collect_metric(store, cfg, metric, keys, n_resamples, run_level_resamples)
-        data.scores += parts.scores
-        data.run_level += parts.run_level
-        data.curves += list(parts.curves.values())
-        data.paired += _paired(metric, parts, n_resamples)
-        data.notes += parts.notes
+    resamples = stats.Resamples(n_resamples)  # shared: every number of one size reuses one set of resamples
+    k = cfg.report.worst_k if worst_k is None else worst_k
+    evenly = overlay_indices(store.n_samples, cfg.report.n_overlays).tolist()
+    selections = [Selection("Evenly spaced samples", dict.fromkeys(evenly, ""))]
+    n_workers = workers or min(WORKERS, os.cpu_count() or 1)
+    with ThreadPoolExecutor(n_workers) as pool:
+        for metric in sorted(stored, key=lambda m: (configured.index(m) if m in configured else len(configured), m)):
+            parts = _collect_metric(store, cfg, metric, keys, resamples, run_level_resamples, pool)
+            data.scores += parts.scores
+            data.run_level += parts.run_level
+            data.curves += list(parts.curves.values())
+            data.paired += _paired(metric, parts, resamples)
+            data.notes += parts.notes
+            if parts.headline is not None:
+                name = parts.headline
+                selection = worst_selection(metric, name, parts.infos[name], parts.ranked[name], k)
+                selections += [selection] if selection is not None else []
     try:
-        data.overlays = _overlays(store, cfg, keys)
+        evenly, *data.worst = load_overlays(store, cfg, keys, selections)
+        data.overlays = evenly.samples
     except Exception as exc:  # e.g. the dataset is not readable where the report runs
         data.notes.append(f"Maps not shown: the dataset could not be loaded ({exc}).")
     return data
 
 
 def _collect_metric(
-    store: RunStore, cfg: RunConfig, metric: str, keys: list[str], n_resamples: int, run_level_resamples: int
+    store: RunStore,
+    cfg: RunConfig,
+    metric: str,
+    keys: list[str],
+    resamples: stats.Resamples,
+    run_level_resamples: int,
+    pool: ThreadPoolExecutor,
 ) -> _MetricParts:
-    """Scores, curves and run-level numbers of one metric, one method at a time (a method's
-    curves can be hundreds of MiB at 50 000 samples: only their summaries are kept). Outputs
-    come in the order the metric declares them (MoRF before LeRF), not the store's sorted order."""
+    """Scores, curves and run-level numbers of one metric. Each method is one job (a method's
+    curves can be hundreds of MiB at 50 000 samples: only their summaries are kept); the jobs'
+    results are assembled in the run's method order, so threads change no number. Outputs come
+    in the order the metric declares them (MoRF before LeRF), not the store's sorted order."""
     parts = _MetricParts()
     instance = _configured_metric(cfg, metric, parts.notes)
     order = _declared_order(instance, store.image_shape)
     runner = instance if instance is not None and instance.run_outputs() else None
     scored = set(store.scored_keys(metric))
-    for key in (k for k in keys if k in scored):
-        arrays = store.scores(metric, key)
-        for name in sorted(arrays, key=lambda n: (order.get(n, len(order)), n)):
-            _summarise_output(parts, metric, key, name, arrays[name], n_resamples)
-        if runner is not None and arrays:
-            _add_run_level(parts, runner, metric, key, arrays, run_level_resamples)
+
+    def job(key: str) -> _MethodParts:
+        return _summarise_method(store, metric, key, order, runner, run_level_resamples)
+
+    columns: dict[tuple[str, str], np.ndarray] = {}
+    for method in pool.map(job, [k for k in keys if k in scored]):
+        for name, (info, values) in method.columns.items():
+            columns[(name, method.key)] = values
+            parts.infos.setdefault(name, info)
+            if info.category == "score":
+                parts.ranked.setdefault(name, {})[method.key] = values
+        for name, info, curve in method.curves:
+            parts.curves.setdefault(name, CurveGroup(metric, name, info)).curves.append(curve)
+        if runner is not None and method.run_level:
+            outputs = runner.run_outputs()
+            parts.run_level += [Summary(metric, n, method.key, outputs[n], e) for n, e in method.run_level.items()]
+        parts.notes += [method.note] if method.note else []
+    intervals = stats.mean_intervals(columns, resamples=resamples)
+    parts.scores = [Summary(metric, name, key, parts.infos[name], e) for (name, key), e in intervals.items()]
+    headlines = {name: info for name, info in parts.infos.items() if info.category == "score"}
+    parts.headline = headline_output(dict(sorted(headlines.items(), key=lambda item: order.get(item[0], len(order)))))
     return parts
 
 
-def _add_run_level(
-    parts: _MetricParts, runner: Metric, metric: str, key: str, arrays: dict[str, ScoreArray], n_resamples: int
-) -> None:
-    """The metric's run-level numbers for one method, from every stored output ``(N, *shape)``."""
+def _summarise_method(
+    store: RunStore, metric: str, key: str, order: dict[str, int], runner: Metric | None, run_level_resamples: int
+) -> _MethodParts:
+    """Read every stored output of ``metric`` for ``key`` and keep what the report needs."""
+    arrays = store.scores(metric, key)
+    parts = _MethodParts(key)
+    for name in sorted(arrays, key=lambda n: (order.get(n, len(order)), n)):
+        array = arrays[name]
+        info = array.output
+        if info.category == "curve":
+            mean, low, high, n = stats.curve_band(array.values)
+            x = np.linspace(0.0, 1.0, array.values.shape[1])  # curves are evenly spaced on [0, 1] (Output)
+            parts.curves.append((name, info, CurveSummary(key, x, mean, low, high, n)))
+        elif info.category in ("score", "detail"):
+            parts.columns[name] = (info, np.asarray(array.values).reshape(-1))  # scores are numbers: (N,)
+    if runner is not None and arrays:
+        parts.run_level, parts.note = _run_level(runner, metric, key, arrays, run_level_resamples)
+    return parts
+
+
+def _run_level(
+    runner: Metric, metric: str, key: str, arrays: dict[str, ScoreArray], n_resamples: int
+) -> tuple[dict[str, Estimate], str]:
+    """The metric's run-level numbers for one method from every stored output ``(N, *shape)``,
+    and a note instead if they cannot be computed."""
     try:
-        numbers = stats.run_level_intervals(runner, {n: a.values for n, a in arrays.items()}, n_resamples=n_resamples)
+        return stats.run_level_intervals(runner, {n: a.values for n, a in arrays.items()}, n_resamples=n_resamples), ""
     except Exception as exc:  # one metric's failure must not lose the whole report
-        parts.notes.append(f"Run-level numbers of {metric!r} for {key!r} could not be computed: {exc}")
-        return
-    outputs = runner.run_outputs()
-    parts.run_level += [Summary(metric, name, key, outputs[name], e) for name, e in numbers.items()]
-
-
-def _summarise_output(
-    parts: _MetricParts, metric: str, key: str, name: str, array: ScoreArray, n_resamples: int
-) -> None:
-    """File one stored output of one method by its category."""
-    info = array.output
-    if info.category == "curve":
-        group = parts.curves.setdefault(name, CurveGroup(metric, name, info))
-        mean, low, high, n = stats.curve_band(array.values)
-        x = np.linspace(0.0, 1.0, array.values.shape[1])  # curves are evenly spaced on [0, 1] (Output)
-        group.curves.append(CurveSummary(key, x, mean, low, high, n))
-        return
-    if info.category not in ("score", "detail"):
-        return
-    values = np.asarray(array.values, dtype=np.float64).reshape(-1)  # scores are numbers: (N,)
-    parts.scores.append(Summary(metric, name, key, info, stats.mean_interval(values, n_resamples=n_resamples)))
-    if info.category == "score":
-        parts.ranked.setdefault(name, {})[key] = values
-        parts.infos[name] = info
+        return {}, f"Run-level numbers of {metric!r} for {key!r} could not be computed: {exc}"
 
 
 def _configured_metric(cfg: RunConfig, metric: str, notes: list[str]) -> Metric | None:
@@ -239,14 +313,14 @@ def _declared_order(metric: Metric | None, image_shape: tuple[int, int, int]) ->
         return {}
 
 
-def _paired(metric: str, parts: _MetricParts, n_resamples: int) -> list[PairedSummary]:
+def _paired(metric: str, parts: _MetricParts, resamples: stats.Resamples) -> list[PairedSummary]:
     """Unordered pairs of methods on every ``score`` output with at least two methods."""
     out = []
     for name, by_method in parts.ranked.items():
         info = parts.infos[name]
         if len(by_method) < 2 or info.direction is None:
             continue
-        for p in stats.paired_comparisons(by_method, info.direction, n_resamples=n_resamples):
+        for p in stats.paired_comparisons(by_method, info.direction, resamples=resamples):
             out.append(PairedSummary(metric, name, info, p))
     return out
 
@@ -291,45 +365,3 @@ def _provenance(store: RunStore) -> Provenance:
         versions={str(k): str(v) for k, v in dict(meta.get("versions", {})).items()},
         config=json.loads(json.dumps(meta.get("config", {}), default=str)),
     )
-
-
-def overlay_indices(n_samples: int, n_overlays: int) -> np.ndarray:
-    """A fixed, evenly spaced set of sample indices: the same in every report of a run."""
-    if n_overlays <= 0 or n_samples <= 0:
-        return np.zeros(0, dtype=int)
-    return np.unique(np.linspace(0, n_samples - 1, min(n_overlays, n_samples)).round().astype(int))
-
-
-def _overlays(store: RunStore, cfg: RunConfig, keys: list[str]) -> list[OverlaySample]:
-    """Images (loaded with the run's dataset), targets and every method's map at :func:`overlay_indices`."""
-    indices = overlay_indices(store.n_samples, cfg.report.n_overlays)
-    if indices.size == 0:
-        return []
-    dataset = build_dataset(cfg)
-    names = [str(n) for n in store.meta.get("class_names", [])]
-    targets = store.targets()
-    stored = set(store.method_keys())
-    maps = {k: store.maps(k, indices) for k in keys if k in stored}
-    out = []
-    for row, index in enumerate(indices):
-        try:
-            sample = dataset.load(int(index))
-        except Exception:  # a quarantined sample is simply not shown
-            continue
-        out.append(
-            OverlaySample(
-                sample_id=sample.id,
-                label=_class_name(names, sample.label),
-                target=_class_name(names, int(targets[index])),
-                image=np.transpose(sample.image, (1, 2, 0)),
-                maps={k: m[row] for k, m in maps.items()},
-                masks=dict(sample.masks),
-            )
-        )
-    return out
-
-
-def _class_name(names: list[str], index: int) -> str:
-    if index < 0:
-        return "none"
-    return names[index] if index < len(names) else str(index)

@@ -1,21 +1,53 @@
-"""Render :class:`ReportData` as one self-contained HTML page (Jinja2, one template per section)."""
+"""Render :class:`ReportData` as one self-contained HTML page (Jinja2, one template per section),
+with optional extra sections made elsewhere (:class:`ReportSection`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from . import tables
+from . import stats, tables
 from .data import ReportData
-from .figures import curve_figure, method_colours, overlay_figure, png_data_uri
+from .figures import curve_figure, method_colours, png_data_uri
+from .maps import MapsTable, maps_caption, maps_tables
+from .overlays import OverlayGroup
 
 TEMPLATES = Path(__file__).parent / "templates"
+# the page's own sections, in order: (anchor, title); extra sections come after "maps"
+SECTIONS = (
+    ("scores", "Scores"),
+    ("run-level", "Run-level numbers"),
+    ("paired", "Paired comparisons"),
+    ("curves", "Curves"),
+    ("maps", "Maps"),
+    ("diagnostics", "Diagnostics"),
+    ("progress", "Progress"),
+    ("failures", "Failures"),
+    ("methods", "Methods"),
+    ("provenance", "Provenance"),
+)
+ANCHOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra section of the page: ``html`` is a pre-rendered, *trusted* fragment (inserted as
+    it is, never escaped: build it with an autoescaping template), shown under its own heading
+    ``title`` (escaped) with the id ``anchor`` and an entry in the page's navigation."""
+
+    title: str
+    html: str
+    anchor: str
 
 
 @lru_cache(maxsize=1)
@@ -32,24 +64,44 @@ def environment() -> Environment:
     )
 
 
-def page_context(data: ReportData) -> dict[str, Any]:
-    """Everything the templates use: :class:`tables.Table` objects, figure data URIs and notes."""
+def check_sections(sections: Sequence[ReportSection]) -> None:
+    """Raise ValueError for an anchor that is not a plain HTML id or that another section has."""
+    taken = {anchor for anchor, _ in SECTIONS}
+    for s in sections:
+        if not ANCHOR.fullmatch(s.anchor):
+            raise ValueError(f"section {s.title!r}: anchor {s.anchor!r} must be a letter then letters, digits, - or _")
+        if s.anchor in taken:
+            raise ValueError(f"section {s.title!r}: anchor {s.anchor!r} is already used by another section")
+        taken.add(s.anchor)
+
+
+def page_context(data: ReportData, sections: Sequence[ReportSection] = ()) -> dict[str, Any]:
+    """Everything the templates use: :class:`tables.Table` objects, figure data URIs, the maps
+    tables, the extra sections and notes."""
+    check_sections(sections)
     colours = method_colours(data.methods)
     failures, failures_note = tables.failures_table(data)
-    overlay = png_data_uri(overlay_figure(data.overlays, data.methods)) if data.overlays else None
+    extra = [(s.anchor, s.title, Markup(s.html)) for s in sections]  # trusted: see ReportSection
+    position = [a for a, _ in SECTIONS].index("maps") + 1
     return {
         "title": data.title,
         "notes": data.notes,
+        "nav": [*SECTIONS[:position], *((a, t) for a, t, _ in extra), *SECTIONS[position:]],
+        "sections": extra,
         "resamples": data.resamples,
         "run_level_resamples": data.run_level_resamples,
+        "interval_notes": tables.interval_notes(data),
+        "shared_from": f"{stats.SHARED_FROM:,}".replace(",", " "),
+        "run_level_values": f"{stats.RUN_LEVEL_VALUES:,}".replace(",", " "),
         "scores": tables.score_table(data),
         "details": tables.detail_table(data),
         "run_level": tables.run_level_table(data),
         "paired_matrices": tables.paired_matrices(data),
         "paired": tables.paired_table(data),
         "curves": [(f"{g.info.label} ({g.metric})", png_data_uri(curve_figure(g, colours))) for g in data.curves],
-        "overlay": overlay,
-        "overlay_count": len(data.overlays),
+        "maps_caption": maps_caption(data.shared_scale),
+        "map_tables": _map_tables(data),
+        "map_methods": data.methods,
         "diagnostics": tables.diagnostics_table(data),
         "progress": tables.progress_table(data),
         "failures": failures,
@@ -60,17 +112,25 @@ def page_context(data: ReportData) -> dict[str, Any]:
     }
 
 
-def render_report(data: ReportData) -> str:
-    """The whole report as one HTML string (figures embedded, no external resources)."""
-    return environment().get_template("page.html.j2").render(**page_context(data))
+def _map_tables(data: ReportData) -> list[MapsTable]:
+    """The evenly spaced samples, then each metric's worst, as maps tables (empty ones left out,
+    except the evenly spaced table, which says when there are no samples)."""
+    groups = [OverlayGroup("Evenly spaced samples", data.overlays), *(g for g in data.worst if g.samples)]
+    return maps_tables(groups, data.methods, data.shared_scale)
 
 
-def write_report(data: ReportData, path: str | Path) -> Path:
+def render_report(data: ReportData, sections: Sequence[ReportSection] = ()) -> str:
+    """The whole report as one HTML string (figures embedded, no external resources), with the
+    extra ``sections`` after the maps."""
+    return environment().get_template("page.html.j2").render(**page_context(data, sections))
+
+
+def write_report(data: ReportData, path: str | Path, sections: Sequence[ReportSection] = ()) -> Path:
     """Render and write the report to ``path`` atomically: a temporary file in the same folder,
     then :func:`os.replace`, so a reader (or a crash) never sees half a page."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(data)
+    page = render_report(data, sections)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

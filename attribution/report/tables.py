@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .data import PairedSummary, ReportData, Summary
@@ -91,6 +91,7 @@ def summary_table(summaries: list[Summary], methods: list[str], *, rank: bool) -
                 continue
             e = found.estimate
             title = f"n = {e.n} samples" if e.n else "no finite score (n = 0)"
+            title += f"; {e.how}" if e.how and e.n else ""
             row.append(Cell(format_estimate(e), bold=best[column] == method, title=title))
         rows.append(row)
     return Table(headers, rows)
@@ -161,7 +162,22 @@ def _matrix_cell(p: Paired | None) -> Cell:
         return Cell("")
     star = "*" if p.significant else ""
     title = f"{p.a} vs {p.b}: mean difference {p.mean_diff:+.4f} [{p.low:+.4f}, {p.high:+.4f}], n = {p.n}"
+    title += f"; {p.how}" if p.how else ""
     return Cell(f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}{star})", title=title, css="sig" if p.significant else "")
+
+
+def interval_notes(data: ReportData) -> dict[str, list[str]]:
+    """How the intervals of the score, paired and run-level tables were computed: the distinct
+    ``how`` of their numbers, in order of appearance."""
+
+    def distinct(hows: Iterable[str]) -> list[str]:
+        return list(dict.fromkeys(h for h in hows if h))
+
+    return {
+        "scores": distinct(s.estimate.how for s in data.scores if s.estimate.n > 1),
+        "paired": distinct(p.comparison.how for p in data.paired if p.comparison.n > 1),
+        "run_level": distinct(s.estimate.how for s in data.run_level if s.estimate.n > 1),
+    }
 
 
 def number_table(rows: Mapping[str, Mapping[str, float]], first: str, methods: list[str] | None = None) -> Table | None:

@@ -22,6 +22,7 @@ from ..engine import EngineOptions
 from ..methods import get_method
 from ..metrics import get_metric
 from ..reduce import REDUCTIONS
+from .locations import placeholders
 
 
 class ConfigError(ValueError):
@@ -144,11 +145,17 @@ class MetricConfig(Strict):
 
 # -- store, report, compute ------------------------------------------------------------------
 class StoreConfig(Strict):
+    """Where results go. ``uri`` may hold placeholders filled when a run starts (``{date}``,
+    ``{datetime}``, ``{run_id}``, ``{model_hash}``), so a scheduled audit writes a new store each
+    time. ``lease_stale_s``: a run holding the store's lease that has not renewed it for this long
+    is taken to be dead and its lease is taken over."""
+
     uri: str
     shard_size: PositiveInt = 64
     map_dtype: Literal["float32", "float16"] = "float32"
     channel_reduction: str = "sum"
     storage_options: dict[str, Any] = {}
+    lease_stale_s: Annotated[float, Field(gt=0)] = 120.0
 
     @field_validator("channel_reduction")
     @classmethod
@@ -156,10 +163,21 @@ class StoreConfig(Strict):
         REDUCTIONS.get(value)  # raises naming the registered reductions
         return value
 
+    @field_validator("uri")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        placeholders(value)  # raises naming the allowed placeholders
+        return value
+
 
 class ReportConfig(Strict):
+    """``n_overlays`` evenly spaced samples, plus per metric the ``worst_k`` samples of each
+    method's headline output; ``shared_scale``: one colour scale for all methods' maps."""
+
     path: str | None = None  # default: report.html beside the store
     n_overlays: Annotated[int, Field(ge=0, le=64)] = 6
+    worst_k: Annotated[int, Field(ge=0, le=16)] = 2
+    shared_scale: bool = False
 
 
 class ReferencesConfig(Strict):
@@ -172,7 +190,8 @@ class ReferencesConfig(Strict):
 
 class PatternsConfig(Strict):
     """Patterns for ``pattern_*`` methods. ``path``: the standalone patterns file (default:
-    ``patterns.npz`` beside the store); an existing file learned for the same model is reused.
+    ``<store name>.patterns.npz`` beside the store); an existing file learned the same way (model,
+    training data, preprocessing: its fingerprint) is reused, one learned otherwise is refused.
     ``dataset``: the training data to learn them from (default: the run's dataset), in shards of
     ``shard_size``, at most ``max_samples`` samples."""
 
@@ -228,6 +247,9 @@ class RunConfig(Strict):
     store: StoreConfig
     report: ReportConfig = ReportConfig()
     compute: ComputeConfig = ComputeConfig()
+    # ``previous``: the latest earlier store of the same audit (the URI with its placeholders);
+    # or a store URI. Adds a drift stage comparing this run with that store.
+    compare_to: str | None = None
 
     @field_validator("methods")
     @classmethod
@@ -254,7 +276,8 @@ class RunConfig(Strict):
             return self.patterns.path
         if "://" in self.store.uri:
             raise ValueError("a remote store needs an explicit patterns.path (a local file)")
-        return str(Path(self.store.uri).parent / "patterns.npz")
+        store = Path(self.store.uri)
+        return str(store.with_name(store.stem + ".patterns.npz"))  # one file per store
 
     def method(self, key: str) -> MethodConfig:
         return next(m for m in self.methods if m.store_key == key)

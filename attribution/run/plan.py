@@ -1,5 +1,6 @@
-"""What the driver does around the shard workers: plan the store, list the pending jobs, create
-the arrays the workers will fill, and merge and solve the pattern statistics they wrote.
+"""What the driver does around the shard workers: plan the store (checking that what it holds
+may be resumed, :mod:`.resume`), list the pending jobs, and create the arrays the workers will
+fill, with what made them. Patterns are planned in :mod:`.learned_patterns`.
 
 Plain functions of a :class:`RunConfig` and a :class:`RunStore`; the Prefect tasks in
 ``tasks/`` call them and fan the jobs out over Ray actors.
@@ -8,27 +9,32 @@ Plain functions of a :class:`RunConfig` and a :class:`RunStore`; the Prefect tas
 from __future__ import annotations
 
 import dataclasses
+import platform
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-import torch
-
-from ..methods import get_method
-from ..methods.pattern_based import uses_patterns, with_patterns
 from ..metrics import get_metric
-from ..patterns import LayerStats, Patterns, PatternStatistics, kernel_layers, solve
 from .builders import build_dataset, build_method, build_model, model_hash
 from .config import RunConfig
+from .fingerprint import dataset_identity, digest, run_fingerprint, scores_fingerprint
 from .provenance import git_revision, map_provenance, versions
+from .resume import check_resumable, expected_maps
 from .store import RunStore
 
 AttributeJob = tuple[int, list[str]]  # (shard index, method keys)
 EvaluateJob = tuple[int, int, list[str]]  # (shard index, metric index, method keys)
+PatternJob = tuple[int, int, str]  # (training shard index, training shards, statistics key)
 
 
-def plan_store(cfg: RunConfig) -> RunStore:
-    """Create the store's ``/samples`` plan and provenance (or reopen the store of the same plan).
+def plan_store(cfg: RunConfig, overwrite: Sequence[str] = (), run_id: str | None = None) -> RunStore:
+    """Create the store's ``/samples`` plan and provenance, or reopen the store of the same plan.
 
-    Re-planning an existing store with the same samples reopens it (resume); a different dataset
-    at the same location is refused.
+    On an existing store every configured result that is already there must have been made the
+    way this config would make it (:mod:`.fingerprint`); otherwise :class:`FingerprintMismatch`
+    names each difference and nothing is computed. ``overwrite`` names results to delete and
+    recompute instead (``all``, a method key with its scores, ``<metric>/<key>``, ``<metric>``,
+    ``patterns``). A different dataset at the same location is refused.
     """
     dataset = build_dataset(cfg)
     n = len(dataset)
@@ -37,25 +43,56 @@ def plan_store(cfg: RunConfig) -> RunStore:
     ids = [dataset.sample_id(i) for i in range(n)]
     if len(set(ids)) != n:
         raise ValueError("dataset sample ids are not unique; a store needs one stable id per sample")
+    labels = [dataset.label(i) for i in range(n)]
+    model_sha = model_hash(build_model(cfg))
+    run_fp = run_fingerprint(cfg, dataset_identity(cfg.model_dump(mode="json")["dataset"], ids, labels), model_sha)
     store = RunStore.create(
         cfg.store.uri,
         sample_ids=ids,
-        labels=[dataset.label(i) for i in range(n)],
+        labels=labels,
         image_shape=tuple(dataset.image_shape),  # type: ignore[arg-type]
         shard_size=cfg.store.shard_size,
         mask_names=dataset.mask_names,
         has_boxes=dataset.has_boxes,
         storage_options=cfg.store.storage_options,
     )
-    store.update_meta(
-        config=cfg.model_dump(mode="json"),
-        class_names=list(dataset.class_names),
-        model_hash=model_hash(build_model(cfg)),
-        versions=versions(),
-        git_revision=git_revision(),
-        has_counterfactual=bool(dataset.has_counterfactual),
-    )
+    # a store an older pathatlas filled has results but no fingerprints: it is checked (and refused)
+    fresh = "fingerprint" not in store.meta and not store.method_keys()
+    if not fresh:
+        check_resumable(cfg, store, run_fp, model_sha, overwrite)
+    if fresh or digest(store.fingerprint("samples")) != digest(run_fp):  # new, or everything was overwritten
+        store.set_samples_fingerprint(run_fp)
+        store.update_meta(
+            config=public_config(cfg),
+            fingerprint=run_fp,
+            class_names=list(dataset.class_names),
+            model_hash=model_sha,
+            has_counterfactual=bool(dataset.has_counterfactual),
+            versions=versions(),  # of the run that made the store; each run's own are in ``runs``
+            git_revision=git_revision(),
+        )
+    store.append_run(run_record(cfg, run_id, overwrite))
     return store
+
+
+def public_config(cfg: RunConfig) -> dict[str, Any]:
+    """The config as stored and reported: ``storage_options`` values (credentials) left out."""
+    data = cfg.model_dump(mode="json")
+    data["store"]["storage_options"] = {k: "<not stored>" for k in data["store"]["storage_options"]}
+    return data
+
+
+def run_record(cfg: RunConfig, run_id: str | None, overwrite: Sequence[str]) -> dict[str, Any]:
+    """What the store's run history keeps about one run of it."""
+    return {
+        "run_id": run_id or "unknown",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "overwrite": list(overwrite),
+        "config": public_config(cfg),
+        "versions": versions(),
+        "git_revision": git_revision(),
+    }
 
 
 def attribution_jobs(cfg: RunConfig, store: RunStore) -> list[AttributeJob]:
@@ -71,10 +108,14 @@ def attribution_jobs(cfg: RunConfig, store: RunStore) -> list[AttributeJob]:
 
 
 def prepare_maps(cfg: RunConfig, store: RunStore) -> None:
-    """Create every configured method's map array with what made it (workers only write shards)."""
+    """Create every configured method's map array with what made it and its fingerprint
+    (workers only write shards)."""
+    run_fp = store.fingerprint("samples") or {}
+    fingerprints = expected_maps(cfg, run_fp, str(run_fp.get("model", {}).get("sha256", "")))
     for spec in cfg.methods:
         key = spec.store_key
-        store.create_maps(key, cfg.store.map_dtype, attrs=map_provenance(cfg, build_method(cfg, key), key))
+        attrs = {**map_provenance(cfg, build_method(cfg, key), key), "fingerprint": fingerprints[key]}
+        store.create_maps(key, cfg.store.map_dtype, attrs=attrs)
 
 
 def evaluation_jobs(cfg: RunConfig, store: RunStore) -> tuple[list[EvaluateJob], list[str]]:
@@ -103,45 +144,6 @@ def prepare_scores(cfg: RunConfig, store: RunStore, jobs: list[EvaluateJob]) -> 
     """Create the score arrays ``jobs`` will fill, with each output's metadata."""
     for mi, key in sorted({(mi, k) for _, mi, keys in jobs for k in keys}):
         metric = get_metric(cfg.metrics[mi].name, **cfg.metrics[mi].settings)
-        store.create_scores(metric.name, key, metric.outputs(store.image_shape), dataclasses.asdict(metric.settings))
-
-
-def needs_patterns(cfg: RunConfig) -> bool:
-    """Whether a configured pattern method (also one inside a composite) has no patterns file of its own."""
-    return any(
-        uses_patterns(get_method(m.name, **m.settings)) and with_patterns(m.name, m.settings, "<run>") != m.settings
-        for m in cfg.methods
-    )
-
-
-def existing_patterns(path: str, model_sha: str) -> Patterns | None:
-    """A patterns file at ``path`` learned for the model with ``model_sha``, if there is one."""
-    try:
-        patterns = Patterns.load(path)
-    except (OSError, ValueError, KeyError):
-        return None
-    return patterns if patterns.meta.get("model_sha256") == model_sha else None
-
-
-def pattern_shards(cfg: RunConfig) -> tuple[int, int]:
-    """``(training samples used, training shards)`` of the run's pattern statistics."""
-    total = cfg.patterns.sample_count(len(build_dataset(cfg, cfg.patterns.dataset)))
-    return total, -(-total // cfg.patterns.shard_size)
-
-
-def solve_patterns(
-    cfg: RunConfig, store: RunStore, model: torch.nn.Module, model_sha: str, total: int, n_shards: int
-) -> Patterns:
-    """Merge the statistics of the ``n_shards`` training shards (``total`` samples, as
-    :func:`pattern_shards` counted them) in shard order, so the sum does not depend on who
-    computed what; solve, and save the patterns to ``cfg.patterns_path`` and the store."""
-    layers = kernel_layers(model, torch.zeros((1, *store.image_shape)))
-    stats = PatternStatistics({layer.name: LayerStats.zeros(layer.weight) for layer in layers})
-    for i in range(n_shards):
-        stats = stats + PatternStatistics.from_numpy(store.read_pattern_stats(i))
-    patterns = solve(stats, layers)
-    patterns.meta = {"model_sha256": model_sha, "samples": total, "shards": n_shards}
-    sha = patterns.save(cfg.patterns_path)
-    arrays = {k: v.numpy() for k, v in patterns.patterns.items()}
-    store.write_patterns(arrays, {"sha256": sha, "path": cfg.patterns_path, **patterns.meta})
-    return patterns
+        settings = dataclasses.asdict(metric.settings)
+        fingerprint = scores_fingerprint(metric.name, settings, store.fingerprint(f"maps/{key}") or {})
+        store.create_scores(metric.name, key, metric.outputs(store.image_shape), settings, fingerprint)

@@ -131,8 +131,9 @@ class ShardWorker:
         return {"shard": shard_index, "metric": spec.name, "methods": list(method_keys)}
 
     # -- pattern statistics ------------------------------------------------------------------
-    def pattern_shard(self, index: int, n_shards: int) -> dict[str, Any]:
-        """Accumulate pattern statistics over training shard ``index`` and write them to the store.
+    def pattern_shard(self, index: int, n_shards: int, key: str) -> dict[str, Any]:
+        """Accumulate pattern statistics over training shard ``index`` and write them to the
+        store's statistics ``key`` (one per pattern fingerprint).
 
         Samples that cannot be loaded are left out of the statistics and reported by id.
         """
@@ -147,7 +148,7 @@ class ShardWorker:
             else:
                 images.append(loaded.image)
         stats = jobs.pattern_statistics(self.engine, self.kernel_layers(), images)
-        self.store.write_pattern_stats(index, stats.to_numpy(), n_shards)
+        self.store.write_pattern_stats(key, index, stats.to_numpy(), n_shards)
         return {"shard": index, "samples": len(images), "skipped": skipped}
 
     def kernel_layers(self) -> list[KernelLayer]:

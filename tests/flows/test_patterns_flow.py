@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -39,8 +41,9 @@ def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_loc
     assert Patterns.load(path).sha256 == sha
 
     # a run that died after its first training shard: only the other two are computed again
-    zarr.open_group(cfg["store"]["uri"], mode="r+")["patterns/done"][1:] = 0  # the flags it never wrote
-    (tmp_path / "patterns.npz").unlink()
+    (key,) = zarr.open_group(cfg["store"]["uri"], mode="r")["patterns"].group_keys()  # one fingerprint
+    zarr.open_group(cfg["store"]["uri"], mode="r+")[f"patterns/{key}/done"][1:] = 0  # the flags it never wrote
+    Path(path).unlink()
     again = learn_patterns(cfg, show_progress=False)
     assert again["shards"] == 2 and again["sha256"] == sha  # merging is exact, whoever computed the shards
 
@@ -48,7 +51,7 @@ def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_loc
     result = explain(cfg, show_progress=False)
     assert result["attribute"]["failed_samples"] == 0
     store = RunStore.open(cfg["store"]["uri"])
-    assert store.patterns_attrs()["sha256"] == sha
+    assert store.patterns_attrs(key)["sha256"] == sha
     for key in ("pattern_attribution", "pattern_guided_ig"):
         assert store.map_attrs(key)["method"]["patterns"] == {"path": path, "sha256": sha}
         assert np.isfinite(store.maps(key)).all()
@@ -58,3 +61,38 @@ def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_loc
         for k in ("ig", "pattern_attribution")
     }
     assert mass["pattern_attribution"] < mass["ig"]
+
+
+def test_new_model_weights_never_reuse_another_models_statistics(prefect_harness, ray_local, tmp_path):
+    from pathatlas.attribution.run.config import parse_config
+    from pathatlas.attribution.run.fingerprint import FingerprintMismatch
+    from pathatlas.attribution.run.plan import plan_store
+    from pathatlas.flows.explain import explain
+
+    cfg = pattern_config(tmp_path)
+    cfg["methods"] = cfg["methods"][:2]
+    explain(cfg, show_progress=False)
+    fresh = RunStore.open(cfg["store"]["uri"]).maps("pattern_attribution")
+
+    changed = {**cfg, "model": {"kind": "entrypoint", "entrypoint": "tests.drift_models:perturbed_demo"}}
+    with pytest.raises(FingerprintMismatch) as err:
+        plan_store(parse_config(changed))
+    assert "model: sha256 " in str(err.value) and "(6 results)" in str(err.value)
+    # the patterns file beside the store was learned for the old model: the maps taking it differ too
+    assert "pattern_attribution: patterns.learned " in str(err.value)
+    assert str(err.value).endswith("--overwrite all")
+
+    explain(changed, show_progress=False, overwrite=["all"])
+    store = RunStore.open(cfg["store"]["uri"])
+    keys = sorted(zarr.open_group(cfg["store"]["uri"], mode="r")["patterns"].group_keys())
+    assert len(keys) == 2  # two fingerprints, two sets of statistics: nothing mixed
+    model_sha = store.meta["model_hash"]
+    (learned,) = [k for k in keys if store.patterns_attrs(k).get("model_sha256") == model_sha]
+    assert (
+        Patterns.load(store.map_attrs("pattern_attribution")["method"]["patterns"]["path"]).meta["model_sha256"]
+        == model_sha
+    )
+    maps = store.maps("pattern_attribution")
+    # same order of magnitude as the old model's maps (statistics mixed across models blow up to ~1e17)
+    assert np.isfinite(maps).all() and np.abs(maps).max() < 100 * np.abs(fresh).max()
+    assert learned

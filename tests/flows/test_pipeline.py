@@ -60,7 +60,15 @@ def test_explain_end_to_end(prefect_harness, ray_local, tmp_path, config):
 
     html = Path(result["report"]).read_text()
     assert "ig" in html and "gradient" in html and "data:image/png;base64," in html
-    assert {"flowtest-scores", "flowtest-run-level", "flowtest-paired"} <= _artifact_keys()
+    assert {"flowtest-scores", "flowtest-run-level", "flowtest-paired", "flowtest-report"} <= _artifact_keys()
+
+    # others read the finished store with xarray alone: maps and scores by sample id
+    import xarray as xr
+
+    tree = xr.open_datatree(config["store"]["uri"], engine="zarr")
+    first = str(g["sample"][0])
+    np.testing.assert_array_equal(tree["maps"]["ig"].sel(sample=first).values, g["maps/ig"][0])
+    assert tree["scores/degradation/ig"]["morf"].dims == ("sample", "step")
 
     # A second run finds everything done and computes nothing.
     again = explain(config, show_progress=False)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-UPPER = ("run", "report")  # sub-packages of attribution/ above the core
+UPPER = ("run", "report", "drift")  # sub-packages of attribution/ above the core
 BLOCKED = ("zarr", "pydantic", "yaml", "matplotlib", "jinja2", "prefect", "ray", "typer", "rich", "fsspec")
 
 SCRIPT = rf"""

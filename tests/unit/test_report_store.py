@@ -158,7 +158,9 @@ def test_collect_reads_every_part_of_the_store(report):
 def test_render_and_markdown_from_a_real_store(report, tmp_path):
     _, data = report
     page = render_report(data)
-    assert page.count("data:image/png;base64,") == 5 + 1  # five curve figures and the maps
+    rows = len(data.overlays) + sum(len(g.samples) for g in data.worst)
+    assert rows == 3 + 4 + 4  # evenly spaced, then each metric's 2 worst of 2 methods (here all distinct)
+    assert page.count("data:image/png;base64,") == 5 + rows * (1 + 2)  # five curve figures, then tiles
     assert "SIC AUC of the median curve" in page and "MoRF AOPC ↑" in page and "MoRF AUC ↓" in page
     assert "&lt;boom&gt;" in page and "<boom>" not in page
     md = markdown_tables(data)
@@ -166,3 +168,28 @@ def test_render_and_markdown_from_a_real_store(report, tmp_path):
     assert md["paired"].count("| gradient | ig |") == 6
     path = write_report(data, tmp_path / "report.html")
     assert path.read_text(encoding="utf-8") == page
+
+
+def test_worst_samples_per_metric_and_the_shared_scale(tmp_path):
+    cfg = _config(tmp_path)
+    store = _store(cfg)
+    data = collect_report_data(store, cfg, n_resamples=50, run_level_resamples=5, worst_k=1, shared_scale=True)
+    assert [g.title.split(":")[0] for g in data.worst] == [
+        "Worst samples by degradation MoRF AOPC (aopc_morf)",
+        "Worst samples by pic SIC AUC (sic_auc)",
+    ]
+    ids = store.sample_ids()
+    headlines = (("degradation", "aopc_morf", "MoRF AOPC"), ("pic", "sic_auc", "SIC AUC"))
+    for group, (metric, output, label) in zip(data.worst, headlines, strict=True):
+        lowest: dict[str, list[str]] = {}  # higher is better for both headlines: each method's lowest
+        for key in ("gradient", "ig"):
+            values = store.scores(metric, key)[output].values
+            lowest.setdefault(ids[int(np.nanargmin(values))], []).append(f"{key} ({float(np.nanmin(values)):.3g})")
+        assert {s.sample_id: s.reasons for s in group.samples} == {
+            i: [f"worst {metric} {label} ↑ for {', '.join(why)}"] for i, why in lowest.items()
+        }
+        assert all(set(s.maps) == {"gradient", "ig"} for s in group.samples)
+    page = render_report(data)
+    assert "share one symmetric colour scale" in page and "worst pic SIC AUC ↑ for" in page
+    none = collect_report_data(store, cfg, n_resamples=50, run_level_resamples=5, worst_k=0)
+    assert none.worst == [] and not none.shared_scale and "its own symmetric colour scale" in render_report(none)

@@ -32,7 +32,8 @@ def test_layout_readable_with_plain_zarr(tmp_path):
     g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")  # no pathatlas needed to read it
     assert g.metadata.zarr_format == 3
     assert g.attrs["pathatlas"]["config"] == {"name": "x"}
-    assert g["samples/id"][:].tolist() == [f"id{i}" for i in range(10)]
+    assert g["sample"][:].tolist() == [f"id{i}" for i in range(10)]
+    assert g["sample"].metadata.dimension_names == ("sample",)
     assert g["samples/label"][:].tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
     maps = g["maps/ig"]
     assert maps.shape == (10, 8, 8) and maps.chunks == (1, 8, 8) and maps.shards == (4, 8, 8)
@@ -119,13 +120,14 @@ def test_reopen_same_plan_and_refuse_a_different_one(tmp_path):
 def test_pattern_statistics_round_trip(tmp_path):
     store = make(tmp_path)
     sums = {"conv": {"count": np.array(3.0), "sum_x": np.arange(6.0).reshape(2, 3)}}
-    assert store.pattern_shards_done(2).tolist() == [False, False]
-    store.write_pattern_stats(1, sums, 2)
-    assert store.pattern_shards_done(2).tolist() == [False, True]
-    back = store.read_pattern_stats(1)
+    assert store.pattern_shards_done("k1", 2).tolist() == [False, False]
+    store.write_pattern_stats("k1", 1, sums, 2)
+    assert store.pattern_shards_done("k1", 2).tolist() == [False, True]
+    assert store.pattern_shards_done("k2", 2).tolist() == [False, False]  # another model's statistics
+    back = store.read_pattern_stats("k1", 1)
     np.testing.assert_array_equal(back["conv"]["sum_x"], sums["conv"]["sum_x"])
-    store.write_patterns({"conv": np.ones((2, 3))}, {"sha256": "abc"})
-    assert store.patterns_attrs() == {"sha256": "abc"}
+    store.write_patterns("k1", {"conv": np.ones((2, 3))}, {"sha256": "abc"})
+    assert store.patterns_attrs("k1") == {"sha256": "abc"} and store.patterns_attrs("k2") == {}
 
 
 def test_open_errors(tmp_path):
@@ -143,3 +145,26 @@ def test_scores_without_metadata_are_refused_clearly_but_their_values_stay_reada
     with pytest.raises(ValueError, match="scores/m/ig/auc has no output metadata"):
         store.scores("m", "ig")
     assert set(store.score_values("m", "ig")) == {"auc"}
+
+
+def test_whole_array_reads_equal_zarrs_own(tmp_path):
+    """The store decodes per-sample chunk files itself (fast path); it must read what Zarr reads:
+    unwritten chunks as the fill value, the partial last shard trimmed, any trailing shape."""
+    from pathatlas.attribution.run.store import _read_all
+
+    store = make(tmp_path)  # 10 samples in shards of 4: the last shard holds 2
+    outputs = {
+        "auc": Output((), "AUC", "area", direction="lower"),
+        "curve": Output((5,), "curve", "a curve", category="curve", x_label="step", y_label="value"),
+    }
+    store.create_scores("m", "ig", outputs, {})
+    rng = np.random.default_rng(0)
+    for shard in store.shards()[1:]:  # shard 0 never written
+        store.write_scores("m", "ig", shard, {"auc": rng.random(shard.size), "curve": rng.random((shard.size, 5))})
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    for name in ("auc", "curve", "done"):
+        arr = g[f"scores/m/ig/{name}"]
+        np.testing.assert_array_equal(_read_all(arr), arr[:])
+    assert np.isnan(store.score_output("m", "ig", "auc")[:4]).all()
+    np.testing.assert_array_equal(store.scores("m", "ig")["curve"].values, g["scores/m/ig/curve"][:])
+    np.testing.assert_array_equal(_read_all(g["sample"]), g["sample"][:])  # strings: through Zarr

@@ -137,7 +137,7 @@ def test_reference_methods_draw_from_the_run_pool_and_record_it(tmp_path):
 
 
 def test_a_run_learns_patterns_only_for_pattern_methods_without_a_file(tmp_path):
-    from pathatlas.attribution.run.plan import needs_patterns
+    from pathatlas.attribution.run.learned_patterns import needs_patterns
 
     assert not needs_patterns(_config(tmp_path))
     assert needs_patterns(_config(tmp_path, methods=[{"name": "pattern_attribution"}]))

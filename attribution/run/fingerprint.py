@@ -1,0 +1,189 @@
+"""Fingerprints: everything that determines a stored result, as a JSON-safe dict.
+
+A run resumes a stored result only when the fingerprint it would write now equals the stored one;
+otherwise it refuses before computing anything (:func:`check_results` names each difference).
+Results and what their fingerprints hold:
+
+- ``samples`` (targets, predictions): the *run* fingerprint: dataset identity, model sha256,
+  preprocessing, target rule, pathatlas version;
+- ``maps/<key>`` (with its diagnostics): the run fingerprint plus the method's resolved settings
+  (composites nested; a pattern file as its own fingerprint or sha256, not its path), map dtype,
+  channel reduction, precision and, for methods that draw references, the pool's size and seed;
+- ``scores/<metric>/<key>``: the metric's resolved settings and the fingerprint of the maps it read;
+- patterns: model sha256, the training dataset's identity and size, preprocessing, shard size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+from ..methods import Method
+from .config import RunConfig
+
+Fingerprint = dict[str, Any]
+RUN_PARTS = ("dataset", "model", "preprocess", "target", "pathatlas")
+
+
+def pathatlas_version() -> str:
+    """The installed pathatlas version: the version of the maths that made a result."""
+    try:
+        return metadata.version("pathatlas")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def digest(value: Any) -> str:
+    """sha256 of ``value``'s canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def dataset_identity(section: Mapping[str, Any], ids: Sequence[str], labels: Iterable[int]) -> dict[str, Any]:
+    """A dataset's config section, sample count and a sha256 of its sample list (ids and labels)."""
+    h = hashlib.sha256()
+    for sample_id, label in zip(ids, labels, strict=True):
+        h.update(f"{sample_id}\t{int(label)}\n".encode())
+    return {"section": dict(section), "n_samples": len(ids), "samples_sha256": h.hexdigest()}
+
+
+def run_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> Fingerprint:
+    """What every result of a run shares: data, model, preprocessing, target rule, library."""
+    return {
+        "dataset": dataset,
+        "model": {"sha256": model_sha},
+        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "target": cfg.target,
+        "pathatlas": pathatlas_version(),
+    }
+
+
+def patterns_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> Fingerprint:
+    """What learned patterns depend on: the model, the training data and its preprocessing."""
+    return {
+        "model": {"sha256": model_sha},
+        "dataset": dataset,
+        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "shard_size": cfg.patterns.shard_size,
+        "pathatlas": pathatlas_version(),
+    }
+
+
+def maps_fingerprint(
+    cfg: RunConfig, run: Fingerprint, method: Method, patterns: Fingerprint | None = None
+) -> Fingerprint:
+    """A map array's fingerprint: ``run`` plus ``method`` as configured (pattern methods without a
+    file of their own take the run's learned ``patterns``)."""
+    settings = _pattern_sources(method.describe(), patterns)
+    fp: Fingerprint = {
+        **run,
+        "method": settings,
+        "map_dtype": cfg.store.map_dtype,
+        "channel_reduction": cfg.store.channel_reduction,
+        "precision": cfg.compute.precision,
+    }
+    if method.needs_references:  # the pool is a seeded draw from the dataset: these two fix it
+        fp["references"] = {"size": cfg.references.size, "seed": cfg.references_seed}
+    return fp
+
+
+def scores_fingerprint(metric: str, settings: Mapping[str, Any], maps: Fingerprint) -> Fingerprint:
+    """A score array's fingerprint: the metric's resolved settings and the maps it scored."""
+    return {"metric": {"name": metric, **json.loads(json.dumps(settings, default=str))}, "maps": maps}
+
+
+def _pattern_sources(settings: Any, patterns: Fingerprint | None) -> Any:
+    """``settings`` (a method's ``describe()``) with every ``patterns`` entry replaced by what
+    identifies its content: a file's sha256 (not its path), or the run's learned patterns'
+    fingerprint where the method takes those (``None`` in its own settings)."""
+    if not isinstance(settings, dict):
+        return settings
+    out = {name: _pattern_sources(value, patterns) for name, value in settings.items()}
+    source = settings.get("patterns", "absent")
+    if source is None and patterns is not None:
+        out["patterns"] = {"learned": digest(patterns)}
+    elif isinstance(source, dict) and "sha256" in source:
+        out["patterns"] = {"sha256": source["sha256"]}
+    return out
+
+
+# -- differences -----------------------------------------------------------------------------
+def differences(old: Fingerprint | None, new: Fingerprint) -> list[tuple[str, str]]:
+    """``[(part, change)]`` between two fingerprints, e.g. ``("method", "n_steps 2 -> 16")`` or
+    ``("model", "sha256 ab12cd34ef56… -> 9f8e7d6c5b4a…")``; a result without one gives one entry."""
+    if old is None:
+        return [("store", "no fingerprint (written by an older pathatlas)")]
+    out: list[tuple[str, str]] = []
+    for path, a, b in _leaf_changes(old, new, ()):
+        head, rest = path[0], path[1:]
+        if head == "maps":  # a score's inputs: report the maps' own change
+            head, rest = rest[0], rest[1:]
+        label = ".".join(rest) or head
+        out.append((head, f"{label} {_short(a)} -> {_short(b)}" if rest else f"{_short(a)} -> {_short(b)}"))
+    return out
+
+
+def _leaf_changes(a: Any, b: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for name in sorted(set(a) | set(b), key=str):
+            out += _leaf_changes(a.get(name, "(none)"), b.get(name, "(none)"), (*path, str(name)))
+        return out
+    return [] if _canonical(a) == _canonical(b) else [(path or ("value",), a, b)]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)  # tuples and lists compare equal
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    is_hash = len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return text[:12] + "…" if is_hash else text
+
+
+class FingerprintMismatch(ValueError):
+    """Stored results were made differently from what this run would make."""
+
+
+def mismatch_message(uri: str, changed: Mapping[str, list[tuple[str, str]]], config_hint: str = "CONFIG") -> str:
+    """One readable refusal: each difference once, with the results it concerns, and the ways on.
+
+    ``changed``: ``result -> differences``, e.g. ``{"maps/ig": [("method", "n_steps 2 -> 16")]}``.
+    """
+    grouped: dict[str, list[str]] = {}
+    for result, diffs in changed.items():
+        for part, change in diffs:
+            label = result.split("/")[-1] if part in ("method", "metric") else part
+            if part == "metric":
+                label = result.split("/")[1]
+            grouped.setdefault(f"{label}: {change}", []).append(result)
+    lines = [f"store {uri!r} holds results made differently from this config; nothing was computed."]
+    for text, results in grouped.items():
+        shown = ", ".join(results[:4]) + (f", … ({len(results)} results)" if len(results) > 4 else "")
+        lines.append(f"  - {text}   [{shown}]")
+    keys = _fewest_overwrites({overwrite_key(r) for r in changed})
+    lines.append(
+        "Ways on: write to a new store (change store.uri, e.g. add {date} or {run_id}), or delete and "
+        f"recompute exactly these results: pathatlas run {config_hint} " + " ".join(f"--overwrite {k}" for k in keys)
+    )
+    return "\n".join(lines)
+
+
+def _fewest_overwrites(keys: set[str]) -> list[str]:
+    """``keys`` without those another one already covers (``all``; a method key covers its scores)."""
+    if "all" in keys:
+        return ["all"]
+    return sorted(k for k in keys if "/" not in k or k.split("/")[1] not in keys)
+
+
+def overwrite_key(result: str) -> str:
+    """The ``--overwrite`` argument that recomputes ``result`` (``maps/ig`` -> ``ig``)."""
+    parts = result.split("/")
+    if parts[0] == "maps":
+        return parts[1]
+    if parts[0] == "scores":
+        return f"{parts[1]}/{parts[2]}"
+    return "all" if parts[0] == "samples" else parts[0]

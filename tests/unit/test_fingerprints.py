@@ -1,0 +1,131 @@
+"""A store's results are resumed only when they were made the way the config makes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pathatlas.attribution.run.config import parse_config
+from pathatlas.attribution.run.fingerprint import FingerprintMismatch, differences, mismatch_message
+from pathatlas.attribution.run.plan import evaluation_jobs, plan_store, prepare_maps, prepare_scores
+from pathatlas.attribution.run.store import RunStore
+from tests.flows.conftest import small_config
+
+PERTURBED = {"kind": "entrypoint", "entrypoint": "tests.drift_models:perturbed_demo"}
+
+
+def test_differences_name_each_changed_leaf():
+    old = {"model": {"sha256": "a" * 64}, "method": {"n_steps": 2, "base_settings": {"noise": 0.1}}, "target": 1}
+    new = {"model": {"sha256": "b" * 64}, "method": {"n_steps": 16, "base_settings": {"noise": 0.1}}, "target": 1}
+    assert differences(old, new) == [("method", "n_steps 2 -> 16"), ("model", "sha256 aaaaaaaaaaaa… -> bbbbbbbbbbbb…")]
+    assert differences(old, old) == []
+    assert differences({"v": [1, 2]}, {"v": (1, 2)}) == []  # JSON has no tuples
+    assert differences(None, new) == [("store", "no fingerprint (written by an older pathatlas)")]
+    nested = {"maps": {"method": {"n_steps": 2}}, "metric": {"name": "d", "patch_size": 4}}
+    changed = {"maps": {"method": {"n_steps": 3}}, "metric": {"name": "d", "patch_size": 8}}
+    assert differences(nested, changed) == [("method", "n_steps 2 -> 3"), ("metric", "patch_size 4 -> 8")]
+
+
+def test_the_refusal_groups_each_difference_once_and_says_how_to_go_on():
+    text = mismatch_message(
+        "s.zarr",
+        {
+            "maps/ig": [("method", "n_steps 2 -> 16")],
+            "scores/degradation/ig": [("method", "n_steps 2 -> 16"), ("metric", "patch_size 4 -> 8")],
+        },
+    )
+    assert "  - ig: n_steps 2 -> 16   [maps/ig, scores/degradation/ig]" in text
+    assert "  - degradation: patch_size 4 -> 8   [scores/degradation/ig]" in text
+    assert text.endswith("pathatlas run CONFIG --overwrite ig") and "new store" in text  # ig covers its scores
+
+
+def _planned(tmp_path, **overrides) -> tuple[dict, RunStore]:
+    """A store planned for ``overrides`` with every array a run would create, and some data."""
+    cfg_dict = small_config(tmp_path, n_samples=8, shard_size=4, **overrides)
+    cfg = parse_config(cfg_dict)
+    store = plan_store(cfg)
+    prepare_maps(cfg, store)
+    for key in store.method_keys():
+        store.write_maps(key, store.shards()[0], np.ones((4, 48, 48), np.float32))
+        store.mark_maps_done(key, store.shards()[0])
+    jobs, _ = evaluation_jobs(cfg, store)
+    prepare_scores(cfg, store, jobs)
+    return cfg_dict, store
+
+
+def _changed(cfg: dict, **changes) -> dict:
+    return {**cfg, **changes}
+
+
+def test_an_unchanged_config_resumes_and_records_each_run(tmp_path):
+    cfg, store = _planned(tmp_path)
+    again = plan_store(parse_config(cfg), run_id="second")
+    assert again.maps_done("ig").tolist() == [True, False]
+    assert [r["run_id"] for r in again.meta["runs"]] == ["unknown", "second"]
+
+
+def test_a_changed_method_setting_is_refused_naming_it(tmp_path):
+    cfg, store = _planned(tmp_path)
+    methods = [{"name": "gradient"}, {"name": "integrated_gradients", "key": "ig", "settings": {"n_steps": 8}}]
+    with pytest.raises(FingerprintMismatch) as err:
+        plan_store(parse_config(_changed(cfg, methods=methods)))
+    text = str(err.value)
+    assert "ig: n_steps 16 -> 8   [maps/ig, scores/degradation/ig]" in text
+    assert "gradient" not in text.split("Ways on")[0]  # only what changed
+    assert store.maps_done("ig").tolist() == [True, False]  # nothing was touched
+
+
+def test_overwrite_recomputes_exactly_the_named_result_and_its_scores(tmp_path):
+    cfg, store = _planned(tmp_path)
+    methods = [{"name": "gradient"}, {"name": "integrated_gradients", "key": "ig", "settings": {"n_steps": 8}}]
+    new = parse_config(_changed(cfg, methods=methods))
+    again = plan_store(new, overwrite=["ig"])
+    assert not again.has_result("maps/ig") and not again.has_result("scores/degradation/ig")
+    assert again.maps_done("gradient").tolist() == [True, False] and again.has_result("scores/degradation/gradient")
+    prepare_maps(new, again)
+    assert again.fingerprint("maps/ig")["method"]["n_steps"] == 8
+    assert again.maps_done("ig").tolist() == [False, False]
+    plan_store(new)  # now consistent: resumes
+
+
+def test_a_changed_metric_setting_is_refused_and_overwritten_per_metric(tmp_path):
+    cfg, store = _planned(tmp_path)
+    metrics = [{"name": "degradation", "settings": {"patch_size": 4, "replacement": "counterfactual"}}]
+    with pytest.raises(FingerprintMismatch, match=r"degradation: patch_size 8 -> 4   \[scores/degradation/gradient"):
+        plan_store(parse_config(_changed(cfg, metrics=metrics)))
+    again = plan_store(parse_config(_changed(cfg, metrics=metrics)), overwrite=["degradation"])
+    assert again.scored_keys("degradation") == [] and again.maps_done("ig").tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"model": PERTURBED}, "model: sha256 "),
+        ({"preprocess": {"resize": 288}}, "preprocess: resize 256 -> 288"),
+        ({"target": "label"}, "target: predicted -> label"),
+    ],
+)
+def test_a_changed_model_preprocessing_or_target_is_refused(tmp_path, change, expected):
+    cfg, store = _planned(tmp_path)
+    with pytest.raises(FingerprintMismatch) as err:
+        plan_store(parse_config(_changed(cfg, **change)))
+    assert expected in str(err.value) and "[samples, maps/gradient, maps/ig, scores/degradation/gradient" in str(
+        err.value
+    )
+    assert "--overwrite all" in str(err.value)
+
+
+def test_overwrite_all_starts_the_store_over_for_a_new_model(tmp_path):
+    cfg, store = _planned(tmp_path)
+    old_hash = store.meta["model_hash"]
+    again = plan_store(parse_config(_changed(cfg, model=PERTURBED)), overwrite=["all"])
+    assert again.method_keys() == [] and all(not again.scored_keys(m) for m in again.metric_names())
+    assert again.meta["model_hash"] != old_hash  # the provenance now describes what will be made
+    assert (again.targets() == -1).all()
+    assert again.fingerprint("samples")["model"]["sha256"] == again.meta["model_hash"]
+
+
+def test_an_unknown_overwrite_name_is_refused(tmp_path):
+    cfg, _ = _planned(tmp_path)
+    with pytest.raises(ValueError, match="--overwrite 'igg' names no result"):
+        plan_store(parse_config(cfg), overwrite=["igg"])
