@@ -62,8 +62,11 @@ def _run(
         raise typer.Exit(3) from None
     console.print(f"store:  {_shown(result['store'])}")
     console.print(f"report: {_shown(result['report'])}")
-    if result.get("drift"):
-        console.print(f"drift:  {_shown(result['drift']['html'])} (against {result['drift']['against']})")
+    drift = result.get("drift") or {}
+    if drift.get("html"):
+        console.print(f"drift:  {_shown(drift['html'])} (against {drift['against']})")
+    elif drift:
+        console.print(f"[yellow]drift: not compared with {drift['against']}: {drift['error']}[/yellow]")
     return result
 
 
@@ -81,8 +84,7 @@ def _lease_is_free(cfg: Any, store: str | None) -> None:
     probe = StoreLease(
         uri, cfg.store.storage_options, run_id=f"probe-{uuid4().hex}", stale_after_s=cfg.store.lease_stale_s
     )
-    probe.acquire()  # raises LeaseHeld naming the holder; takes over a dead one (with a warning)
-    probe.release()
+    probe.ensure_free()  # raises LeaseHeld naming a live holder; the flow takes over a dead one
 
 
 def _shown(location: str) -> str:

@@ -1,8 +1,10 @@
 """The pipeline as Prefect flows: plan -> [learn patterns] -> attribute -> evaluate -> [drift] -> report.
 
 ``explain`` runs every stage; each stage also has a flow of its own. Every flow first fills the
-config's placeholders (a dated store per audit), takes the store's lease (one writer per store)
-and checks that the store's results were made the way this config makes them. Every stage is
+config's placeholders (a dated store per audit: only ``explain`` and ``plan`` create one, a
+single stage is given its store with ``store=``), takes the store's lease (one writer per store,
+checked after every stage) and checks that the store's results were made the way this config
+makes them. Every stage is
 idempotent: re-running skips what the store already marks done.
 """
 
@@ -21,7 +23,7 @@ from prefect.runtime import flow_run
 from pathatlas.attribution.run.config import RunConfig, load_config, parse_config
 from pathatlas.attribution.run.learned_patterns import needs_patterns
 from pathatlas.attribution.run.lease import StoreLease
-from pathatlas.attribution.run.locations import locate
+from pathatlas.attribution.run.locations import locate, placeholders
 from pathatlas.tasks.attribute import attribute_dataset
 from pathatlas.tasks.data import finish_run, plan_dataset
 from pathatlas.tasks.drift import compare_to_earlier
@@ -44,16 +46,31 @@ def _run_identity() -> tuple[str, datetime]:
 
 
 @contextmanager
-def _run(config: dict[str, Any] | str, store: str | None) -> Iterator[tuple[dict[str, Any], str]]:
-    """``(config as a JSON-ready dict with its placeholders filled, run id)``, holding the store's lease."""
+def _run(
+    config: dict[str, Any] | str, store: str | None, new_store: bool = False
+) -> Iterator[tuple[dict[str, Any], str, StoreLease]]:
+    """``(config as a JSON-ready dict with its placeholders filled, run id, the store's lease)``,
+    holding the lease. Only ``new_store`` flows (explain, plan) may fill the store URI's
+    placeholders; a single stage of an audit needs the store it works on (``store=``)."""
+    loaded = _config(config)
+    if store is None and not new_store and placeholders(loaded.store.uri):
+        raise ValueError(
+            f"store.uri {loaded.store.uri!r} has placeholders: give this stage the store to work on "
+            "(store=..., e.g. the path `pathatlas run` printed)"
+        )
     run_id, when = _run_identity()
-    cfg = locate(_config(config), run_id, when, store)
-    get_run_logger().info("store: %s (run %s)", cfg.store.uri, run_id)
-    with StoreLease(
-        cfg.store.uri, cfg.store.storage_options, run_id=run_id, stale_after_s=cfg.store.lease_stale_s
-    ) as lease:
-        yield cfg.model_dump(mode="json"), run_id
+    cfg = locate(loaded, run_id, when, store)
+    logger = get_run_logger()
+    logger.info("store: %s (run %s)", cfg.store.uri, run_id)
+    lease = StoreLease(cfg.store.uri, cfg.store.storage_options, run_id=run_id, stale_after_s=cfg.store.lease_stale_s)
+    previous = lease.acquire()
+    if previous is not None:  # its holder died: resumed from what it left
+        logger.warning("took over the store's lease from %s (no longer alive)", previous.describe())
+    try:
+        yield cfg.model_dump(mode="json"), run_id, lease
         lease.check()  # the stages ran as the only writer
+    finally:
+        lease.release()
 
 
 @flow(name="explain", log_prints=True)
@@ -67,14 +84,18 @@ def explain(
     report paths. ``overwrite``: results to delete and recompute (``all``, a method key,
     ``<metric>/<key>``, ``<metric>``, ``patterns``); ``store``: resume this store (its placeholders
     already filled) instead of the config's."""
-    with _run(config, store) as (cfg, run_id):
-        store_uri = plan_dataset(cfg, overwrite or [], run_id)
+    with _run(config, store, new_store=True) as (cfg, run_id, lease):
+        store_uri = plan_dataset(cfg, overwrite or [], run_id, reopen=True)
         if needs_patterns(RunConfig.model_validate(cfg)):  # a pattern method without patterns learns them first
             learn_patterns_task(cfg, store_uri, show_progress)
+            lease.check()  # after every stage: a run whose lease was taken over stops writing
         attributed = attribute_dataset(cfg, store_uri, show_progress)
+        lease.check()
         evaluated = evaluate_dataset(cfg, store_uri, show_progress) if cfg["metrics"] else {"jobs": 0}
+        lease.check()
         drift = compare_to_earlier(cfg, store_uri) if cfg["compare_to"] else None
         report = build_report(cfg, store_uri, drift)
+        lease.check()
         finish_run(cfg, store_uri)
     return {
         "store": store_uri,
@@ -88,7 +109,7 @@ def explain(
 
 @flow(name="plan")
 def plan(config: dict[str, Any] | str, overwrite: list[str] | None = None, store: str | None = None) -> str:
-    with _run(config, store) as (cfg, run_id):
+    with _run(config, store, new_store=True) as (cfg, run_id, _):
         return plan_dataset(cfg, overwrite or [], run_id)
 
 
@@ -97,13 +118,13 @@ def learn_patterns(
     config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None
 ) -> dict[str, Any]:
     """Learn PatternNet patterns for the run's model over its training data (resumable per shard)."""
-    with _run(config, store) as (cfg, run_id):
+    with _run(config, store) as (cfg, run_id, _):
         return learn_patterns_task(cfg, plan_dataset(cfg, [], run_id), show_progress)
 
 
 @flow(name="attribute")
 def attribute(config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None) -> dict[str, Any]:
-    with _run(config, store) as (cfg, run_id):
+    with _run(config, store) as (cfg, run_id, _):
         store_uri = plan_dataset(cfg, [], run_id)
         if needs_patterns(RunConfig.model_validate(cfg)):
             learn_patterns_task(cfg, store_uri, show_progress)
@@ -112,13 +133,13 @@ def attribute(config: dict[str, Any] | str, show_progress: bool = True, store: s
 
 @flow(name="evaluate")
 def evaluate(config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None) -> dict[str, Any]:
-    with _run(config, store) as (cfg, run_id):
+    with _run(config, store) as (cfg, run_id, _):
         return evaluate_dataset(cfg, plan_dataset(cfg, [], run_id), show_progress)
 
 
 @flow(name="report")
 def report(config: dict[str, Any] | str, store: str | None = None) -> str:
-    with _run(config, store) as (cfg, run_id):
+    with _run(config, store) as (cfg, run_id, _):
         store_uri = plan_dataset(cfg, [], run_id)
         drift = compare_to_earlier(cfg, store_uri) if cfg["compare_to"] else None
         return build_report(cfg, store_uri, drift)

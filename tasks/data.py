@@ -13,10 +13,15 @@ from pathatlas.attribution.run.store import RunStore
 
 
 @task(name="plan-dataset", cache_policy=NO_CACHE)
-def plan_dataset(config: dict, overwrite: list[str] | None = None, run_id: str | None = None) -> str:
+def plan_dataset(
+    config: dict, overwrite: list[str] | None = None, run_id: str | None = None, reopen: bool = False
+) -> str:
     """Create the store's ``/samples`` plan and provenance, or reopen a store whose results were
-    made the same way (``overwrite``: results to delete and recompute); return the store URI."""
+    made the same way (``overwrite``: results to delete and recompute; ``reopen``: a whole run
+    starts, so a completed store is complete no longer until it ends); return the store URI."""
     store = plan_store(RunConfig.model_validate(config), overwrite or [], run_id)
+    if reopen and store.meta.get("completed_at"):
+        store.update_meta(completed_at=None)
     store.consolidate()
     return store.uri
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -18,16 +19,23 @@ from pathatlas.tasks.report import artifact_slug
 def compare_to_earlier(config: dict, store_uri: str) -> dict | None:
     """Compare with ``compare_to`` (an earlier store; ``None``: the first audit has nothing to
     compare with); write ``drift.html`` and ``drift.json`` beside the report. Returns
-    ``{"against", "html", "json", "section", "lowest"}`` (``section``: the report's drift section)."""
+    ``{"against", "html", "json", "section", "lowest"}`` (``section``: the report's drift section),
+    or ``{"against", "error", "section"}`` when that store cannot be compared (gone, other samples)."""
     cfg = RunConfig.model_validate(config)
     logger = get_run_logger()
     if not cfg.compare_to:
         logger.info("drift: no earlier store to compare with")
         return None
     options = cfg.store.storage_options
-    drift = compare_stores(
-        RunStore.open(cfg.compare_to, options, mode="r"), RunStore.open(store_uri, options, mode="r"), intersect=True
-    )
+    try:
+        drift = compare_stores(
+            RunStore.open(cfg.compare_to, options, mode="r"),
+            RunStore.open(store_uri, options, mode="r"),
+            intersect=True,
+        )
+    except (FileNotFoundError, ValueError) as exc:  # an audit is not lost because its predecessor is
+        logger.warning("drift: cannot compare with %s: %s", cfg.compare_to, exc)
+        return {"against": cfg.compare_to, "error": str(exc), "section": f"<p>Not compared: {escape(str(exc))}</p>"}
     out = Path(cfg.report_path).parent
     out.mkdir(parents=True, exist_ok=True)
     html, json_path = out / "drift.html", out / "drift.json"

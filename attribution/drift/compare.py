@@ -7,13 +7,13 @@ never all maps of a method. The gallery reads its few samples' maps a second tim
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from ..run.fingerprint import leaf_changes, short
 from ..run.store import RunStore
 from . import measures
 from .outcomes import metric_drifts, prediction_drift
@@ -47,22 +47,14 @@ def align(ids_a: list[str], ids_b: list[str], intersect: bool) -> tuple[np.ndarr
     return rows_a, rows_b, [f"Compared only the samples both runs hold ({counts})."]
 
 
-def attr_changes(a: Any, b: Any, path: str = "") -> list[str]:
-    """Leaf differences of two JSON-like values, e.g. ``["method.n_steps: 16 -> 32"]``."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [
-            change
-            for name in sorted(set(a) | set(b), key=str)
-            for change in attr_changes(a.get(name, "(none)"), b.get(name, "(none)"), f"{path}.{name}".lstrip("."))
-        ]
-    same = json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-    return [] if same else [f"{path or 'value'}: {_short(a)} -> {_short(b)}"]
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    is_hash = len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-    return text[:12] + "…" if is_hash else text
+def attr_changes(a: Any, b: Any) -> list[str]:
+    """Leaf differences of two map arrays' attributes, e.g. ``["method.n_steps: 16 -> 32"]``;
+    where a pattern file lies is not a difference (its sha256 is)."""
+    return [
+        f"{'.'.join(path)}: {short(x)} -> {short(y)}"
+        for path, x, y in leaf_changes(a, b)
+        if path[-2:] != ("patterns", "path")
+    ]
 
 
 def _rows(rows: np.ndarray) -> slice | np.ndarray:
@@ -204,7 +196,7 @@ def _notes(
     if only_a or only_b:
         notes.append(f"Methods in one run only (not compared): A {only_a}, B {only_b}.")
     if model_a and model_b and model_a != model_b:
-        notes.append(f"The model changed: sha256 {_short(model_a)} -> {_short(model_b)}.")
+        notes.append(f"The model changed: sha256 {short(model_a)} -> {short(model_b)}.")
     for m in methods:
         if m.settings_changes:
             notes.append(f"{m.key}: its maps were made with different settings: {'; '.join(m.settings_changes)}.")

@@ -8,16 +8,15 @@ sample ids, method keys and settings come from users). Files are written atomica
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 
 from ..report.figures import png_data_uri
 from ..report.html import TEMPLATES as REPORT_TEMPLATES
+from ..report.html import template_environment, write_atomic
 from ..report.tables import NO_VALUE, Cell, Table, format_estimate, format_number
 from .figures import gallery_figure
 from .result import LOW_SPEARMAN, Drift
@@ -29,13 +28,7 @@ FLIPS_SHOWN = 50
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The drift templates first, then the report's (for its shared table macro)."""
-    return Environment(
-        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), FileSystemLoader(REPORT_TEMPLATES)]),
-        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return template_environment(TEMPLATES, REPORT_TEMPLATES)
 
 
 def headline_table(drift: Drift) -> Table:
@@ -145,23 +138,6 @@ def write_drift_page(drift: Drift, path: str | Path) -> Path:
 def write_drift_json(drift: Drift, path: str | Path) -> Path:
     """:meth:`Drift.to_json` written atomically to ``path`` (strict JSON: no NaN)."""
     return write_atomic(json.dumps(drift.to_json(), indent=1, allow_nan=False), path)
-
-
-def write_atomic(text: str, path: str | Path) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then :func:`os.replace` it: a reader
-    (or a crash) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _sort_key(value: float) -> float:

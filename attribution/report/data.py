@@ -355,13 +355,17 @@ def _residual_label(name: str) -> str:
 
 
 def _provenance(store: RunStore) -> Provenance:
+    """The store's model and the latest run's config, versions and revision (a store made before
+    run records falls back to what its creator wrote; each result's own settings and
+    fingerprint stay in its attributes)."""
     meta = store.meta
+    latest = {**meta, **(meta.get("runs") or [{}])[-1]}
     return Provenance(
         store=store.uri,
         n_samples=store.n_samples,
         image_shape=store.image_shape,
         model_hash=str(meta.get("model_hash", "")),
-        git_revision=str(meta.get("git_revision", "")),
-        versions={str(k): str(v) for k, v in dict(meta.get("versions", {})).items()},
-        config=json.loads(json.dumps(meta.get("config", {}), default=str)),
+        git_revision=str(latest.get("git_revision", "")),
+        versions={str(k): str(v) for k, v in dict(latest.get("versions", {})).items()},
+        config=json.loads(json.dumps(latest.get("config", {}), default=str)),
     )

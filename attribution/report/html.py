@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from . import stats, tables
@@ -52,11 +52,16 @@ class ReportSection:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """The templates' environment. Autoescaping is on for every template and string (method keys,
-    error messages and settings come from users and must never become markup); a misspelt
-    variable raises instead of rendering as empty."""
+    """The report's templates (:func:`template_environment`)."""
+    return template_environment(TEMPLATES)
+
+
+def template_environment(*folders: Path) -> Environment:
+    """Templates from ``folders`` (first match wins). Autoescaping is on for every template and
+    string (method keys, error messages and settings come from users and must never become
+    markup); a misspelt variable raises instead of rendering as empty."""
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=ChoiceLoader([FileSystemLoader(folder) for folder in folders]),
         autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -126,15 +131,20 @@ def render_report(data: ReportData, sections: Sequence[ReportSection] = ()) -> s
 
 
 def write_report(data: ReportData, path: str | Path, sections: Sequence[ReportSection] = ()) -> Path:
-    """Render and write the report to ``path`` atomically: a temporary file in the same folder,
-    then :func:`os.replace`, so a reader (or a crash) never sees half a page."""
+    """Render and write the report to ``path`` atomically (:func:`write_atomic`)."""
+    return write_atomic(render_report(data, sections), path)
+
+
+def write_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then :func:`os.replace` it: a reader
+    (or a crash) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(data, sections)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

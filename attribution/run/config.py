@@ -260,6 +260,32 @@ class RunConfig(Strict):
             raise ValueError(f"two methods share the store key(s) {dup}: give one of them a distinct 'key'")
         return methods
 
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: list[MetricConfig]) -> list[MetricConfig]:
+        names = [m.name for m in metrics]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"metric(s) {dup} listed twice: their scores share one place in the store")
+        return metrics
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> RunConfig:
+        for where, value in (("report.path", self.report.path), ("patterns.path", self.patterns.path)):
+            try:
+                placeholders(value or "")
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        if self.compare_to != "previous":
+            placeholders(self.compare_to or "")
+        if placeholders(Path(self.store.uri).name) and self.report.path is None:
+            raise ValueError(
+                f"store.uri {self.store.uri!r} has a placeholder in its name: every audit would write the "
+                "same report.html and drift files beside it; put the placeholder in a folder "
+                "(e.g. runs/audit/{date}/store.zarr) or set report.path"
+            )
+        return self
+
     @property
     def report_path(self) -> str:
         if self.report.path:
@@ -320,7 +346,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{where}: {msg}{shown}"
+    return f"{where}: {msg}{shown}" if where else msg
 
 
 def _format_loc(loc: list) -> str:

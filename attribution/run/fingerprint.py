@@ -18,35 +18,75 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ..methods import Method
 from .config import RunConfig
+from .provenance import pathatlas_version
 
 Fingerprint = dict[str, Any]
-RUN_PARTS = ("dataset", "model", "preprocess", "target", "pathatlas")
 
 
-def pathatlas_version() -> str:
-    """The installed pathatlas version: the version of the maths that made a result."""
-    try:
-        return metadata.version("pathatlas")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+def canonical(value: Any) -> Any:
+    """``value`` as JSON would hold it, with equal settings spelt one way: tuples as lists and
+    whole floats as ints (``blur_sigma: 4`` and ``4.0`` make the same maps)."""
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def digest(value: Any) -> str:
     """sha256 of ``value``'s canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(canonical(value), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def dataset_identity(section: Mapping[str, Any], ids: Sequence[str], labels: Iterable[int]) -> dict[str, Any]:
-    """A dataset's config section, sample count and a sha256 of its sample list (ids and labels)."""
+    """A dataset's identity: its config section with file locations replaced by their content
+    (moving a dataset changes nothing; a changed boxes or class-index file does), the sample
+    count and a sha256 of the sample list (ids, which are paths relative to the root for an image
+    folder, and labels). Image bytes are not hashed: reading 50 000 files to plan a run is the
+    cost of the run itself."""
     h = hashlib.sha256()
     for sample_id, label in zip(ids, labels, strict=True):
         h.update(f"{sample_id}\t{int(label)}\n".encode())
-    return {"section": dict(section), "n_samples": len(ids), "samples_sha256": h.hexdigest()}
+    described = {k: v for k, v in section.items() if k not in LOCATIONS}
+    for name in LOCATIONS:
+        if isinstance(section.get(name), str) and name != "root":
+            described[f"{name}_sha256"] = _content_sha256(Path(section[name]))
+    return {"section": described, "n_samples": len(ids), "samples_sha256": h.hexdigest()}
+
+
+LOCATIONS = ("root", "boxes", "class_index")  # dataset settings that are paths
+
+
+def _content_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if not file.is_file():
+            return "missing"
+        h.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()
+
+
+def used_preprocessing(cfg: RunConfig, dataset_kind: str) -> dict[str, Any]:
+    """The preprocessing settings that change this run's inputs: ``resize``/``crop`` for datasets
+    read from files, ``mean``/``std`` for models wrapped with them (not the demo CNN, which has
+    its own); settings nothing reads are left out, so changing them refuses nothing."""
+    p = cfg.preprocess.model_dump(mode="json")
+    used = {k: p[k] for k in ("resize", "crop")} if dataset_kind in FILE_DATASETS else {}
+    return used | ({k: p[k] for k in ("mean", "std")} if cfg.model.kind not in OWN_NORMALISATION else {})
+
+
+FILE_DATASETS = ("image_folder", "photos")  # resized and cropped by the preprocess settings
+OWN_NORMALISATION = ("demo",)  # model kinds that ignore preprocess.mean/std
 
 
 def run_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> Fingerprint:
@@ -54,7 +94,7 @@ def run_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> 
     return {
         "dataset": dataset,
         "model": {"sha256": model_sha},
-        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "preprocess": used_preprocessing(cfg, cfg.dataset.kind),
         "target": cfg.target,
         "pathatlas": pathatlas_version(),
     }
@@ -62,10 +102,11 @@ def run_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> 
 
 def patterns_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> Fingerprint:
     """What learned patterns depend on: the model, the training data and its preprocessing."""
+    kind = (cfg.patterns.dataset or cfg.dataset).kind
     return {
         "model": {"sha256": model_sha},
         "dataset": dataset,
-        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "preprocess": used_preprocessing(cfg, kind),
         "shard_size": cfg.patterns.shard_size,
         "pathatlas": pathatlas_version(),
     }
@@ -116,29 +157,27 @@ def differences(old: Fingerprint | None, new: Fingerprint) -> list[tuple[str, st
     if old is None:
         return [("store", "no fingerprint (written by an older pathatlas)")]
     out: list[tuple[str, str]] = []
-    for path, a, b in _leaf_changes(old, new, ()):
+    for path, a, b in leaf_changes(old, new):
         head, rest = path[0], path[1:]
         if head == "maps":  # a score's inputs: report the maps' own change
             head, rest = rest[0], rest[1:]
         label = ".".join(rest) or head
-        out.append((head, f"{label} {_short(a)} -> {_short(b)}" if rest else f"{_short(a)} -> {_short(b)}"))
+        out.append((head, f"{label} {short(a)} -> {short(b)}" if rest else f"{short(a)} -> {short(b)}"))
     return out
 
 
-def _leaf_changes(a: Any, b: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, Any]]:
+def leaf_changes(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """``[(path, a's leaf, b's leaf)]`` where two JSON-like values differ (after :func:`canonical`)."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for name in sorted(set(a) | set(b), key=str):
-            out += _leaf_changes(a.get(name, "(none)"), b.get(name, "(none)"), (*path, str(name)))
+            out += leaf_changes(a.get(name, "(none)"), b.get(name, "(none)"), (*path, str(name)))
         return out
-    return [] if _canonical(a) == _canonical(b) else [(path or ("value",), a, b)]
+    return [] if digest(a) == digest(b) else [(path or ("value",), a, b)]
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)  # tuples and lists compare equal
-
-
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
+    """A value as a message shows it: a sha256 cut to 12 hex digits."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     is_hash = len(text) == 64 and all(c in "0123456789abcdef" for c in text)
     return text[:12] + "…" if is_hash else text

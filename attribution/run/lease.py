@@ -33,11 +33,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .lease_storage import LEASE_SUFFIX, LOCK_SUFFIX, lease_path, open_backend
+from .provenance import pathatlas_version
 
 __all__ = [
     "LEASE_SUFFIX",
@@ -178,13 +178,6 @@ def _pid_namespace() -> int | None:
         return None
 
 
-def _version() -> str:
-    try:
-        return metadata.version("pathatlas")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _own_record(run_id: str, now: float) -> LeaseInfo:
     stat = _proc_stat(os.getpid())
     return LeaseInfo(
@@ -196,7 +189,7 @@ def _own_record(run_id: str, now: float) -> LeaseInfo:
         start_time=None if stat is None else stat[1],
         boot_id=_read_text("/proc/sys/kernel/random/boot_id"),
         pid_namespace=_pid_namespace(),
-        version=_version(),
+        version=pathatlas_version(),
     )
 
 
@@ -300,6 +293,17 @@ class StoreLease:
             path=self.path,
             holder=None,
         )
+
+    def ensure_free(self) -> None:
+        """Raise :class:`LeaseHeld` if a live run holds the lease; take nothing (a dead holder's
+        lease is left for :meth:`acquire` to take over)."""
+        current = self._backend.read()
+        if current is None:
+            return
+        holder = self._parse_or_raise(current[0])
+        mine = _own_record(self.run_id, time.time())
+        if not holder.same_process(mine) and _dead_reason(holder, mine, self.stale_after_s, time.time()) is None:
+            raise self._held(holder)
 
     def _parse_or_raise(self, data: bytes) -> LeaseInfo:
         try:

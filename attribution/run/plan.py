@@ -58,8 +58,7 @@ def plan_store(cfg: RunConfig, overwrite: Sequence[str] = (), run_id: str | None
     )
     # a store an older pathatlas filled has results but no fingerprints: it is checked (and refused)
     fresh = "fingerprint" not in store.meta and not store.method_keys()
-    if not fresh:
-        check_resumable(cfg, store, run_fp, model_sha, overwrite)
+    check_resumable(cfg, store, run_fp, model_sha, overwrite, fresh)
     if fresh or digest(store.fingerprint("samples")) != digest(run_fp):  # new, or everything was overwritten
         store.set_samples_fingerprint(run_fp)
         store.update_meta(

@@ -14,6 +14,14 @@ from .config import RunConfig
 PACKAGES = ("pathatlas", "torch", "torchvision", "numpy", "zarr", "scikit-image", "prefect", "ray", "pydantic")
 
 
+def pathatlas_version() -> str:
+    """The installed pathatlas version: the version of the maths that made a result."""
+    try:
+        return metadata.version("pathatlas")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def versions() -> dict[str, str]:
     """Installed versions (read from package metadata, so nothing heavy is imported)."""
     out = {"python": platform.python_version()}

@@ -31,19 +31,31 @@ def expected_maps(cfg: RunConfig, run_fp: Fingerprint, model_sha: str) -> dict[s
     return {m.store_key: maps_fingerprint(cfg, run_fp, get_method(m.name, **m.settings), learned) for m in cfg.methods}
 
 
-def check_resumable(
-    cfg: RunConfig, store: RunStore, run_fp: Fingerprint, model_sha: str, overwrite: Sequence[str]
-) -> None:
-    """Refuse (before any compute) if a stored result differs from what this run would make and
-    is not named in ``overwrite``; delete what ``overwrite`` names."""
+def expected_results(cfg: RunConfig, run_fp: Fingerprint, model_sha: str) -> dict[str, Fingerprint]:
+    """``result -> fingerprint`` of the samples, every configured method's maps and every
+    configured metric's scores of them, as this config would make them."""
     maps = expected_maps(cfg, run_fp, model_sha)
     expected: dict[str, Fingerprint] = {"samples": run_fp, **{f"maps/{k}": fp for k, fp in maps.items()}}
     for spec in cfg.metrics:
         metric = get_metric(spec.name, **spec.settings)
+        settings = dataclasses.asdict(metric.settings)
         for key, fp in maps.items():
-            expected[f"scores/{metric.name}/{key}"] = scores_fingerprint(
-                metric.name, dataclasses.asdict(metric.settings), fp
-            )
+            expected[f"scores/{metric.name}/{key}"] = scores_fingerprint(metric.name, settings, fp)
+    return expected
+
+
+def check_resumable(
+    cfg: RunConfig,
+    store: RunStore,
+    run_fp: Fingerprint,
+    model_sha: str,
+    overwrite: Sequence[str],
+    fresh: bool = False,
+) -> None:
+    """Refuse (before any compute) if a stored result — or the patterns file this run would
+    reuse, also for a ``fresh`` store — differs from what this run would make and is not named in
+    ``overwrite``; delete what ``overwrite`` names."""
+    expected = {} if fresh else expected_results(cfg, run_fp, model_sha)
     changed = {
         result: differences(store.fingerprint(result), fp)
         for result, fp in expected.items()

@@ -65,3 +65,19 @@ def test_nightly_audit_writes_a_store_per_run_and_reports_drift(prefect_harness,
     # keyed artifacts: one history per table, and a link to every report
     assert len(_artifacts("nightly-report")) == 3
     assert len(_artifacts("nightly-drift")) == 2
+
+
+def test_a_stage_of_an_audit_needs_its_store_and_a_lost_predecessor_loses_nothing(prefect_harness, ray_local, tmp_path):
+    from pathatlas.flows.explain import explain, report
+
+    cfg = _audit_config(tmp_path)
+    with pytest.raises(ValueError, match="has placeholders: give this stage the store"):
+        report(cfg)  # would otherwise fill {run_id} anew and report on an empty store
+
+    cfg["compare_to"] = str(tmp_path / "deleted" / "store.zarr")  # last night's store, since removed
+    done = explain(cfg, show_progress=False)
+    assert done["drift"]["error"].startswith("no pathatlas store")
+    assert RunStore.open(done["store"], mode="r").meta["completed_at"]  # the audit itself completed
+    assert "Not compared: no pathatlas store" in Path(done["report"]).read_text()
+    again = report(cfg, store=done["store"])  # a stage given its store reports on it
+    assert Path(again).read_text().count("Not compared") == 1

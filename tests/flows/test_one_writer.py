@@ -100,7 +100,6 @@ def test_a_second_run_is_refused_and_a_killed_holder_is_taken_over(tmp_path):
             assert time.monotonic() < deadline, "the first run wrote no shard"
             time.sleep(0.5)
 
-        started = time.monotonic()
         second = subprocess.run(
             [sys.executable, "-m", "pathatlas.flows.cli", "run", str(path)],
             cwd=tmp_path,
@@ -112,7 +111,6 @@ def test_a_second_run_is_refused_and_a_killed_holder_is_taken_over(tmp_path):
         assert second.returncode == 3, second.stdout + second.stderr
         text = " ".join(second.stdout.split())
         assert f"pid {first.pid}" in text and holder.run_id in text, text
-        refused_after = time.monotonic() - started  # before Prefect or Ray start: seconds, not minutes
         shown = _status(store)
         assert f"running: run '{holder.run_id}'" in shown and f"pid {first.pid}" in shown, shown
         assert first.poll() is None  # the holder was not disturbed
@@ -129,11 +127,10 @@ def test_a_second_run_is_refused_and_a_killed_holder_is_taken_over(tmp_path):
     third = _cli(tmp_path, path)
     out, _ = third.communicate(timeout=600)
     assert third.returncode == 0, out
-    assert "taking over" in out.lower() or "took over" in out.lower() or read_lease(str(store)) is None
+    assert f"took over the store's lease from run '{holder.run_id}'" in " ".join(out.split()), out
     done = RunStore.open(str(store), mode="r")
     assert done.maps_done("ig").all() and done.meta.get("completed_at")
     assert read_lease(str(store)) is None and not Path(lease_path(str(store))).exists()  # released at the end
     assert "completed at" in _status(store)
     runs = done.meta["runs"]
     assert len(runs) == 2 and json.dumps(runs[0]["config"]) == json.dumps(runs[1]["config"])
-    print(f"second run refused after {refused_after:.1f} s")

@@ -82,6 +82,12 @@ def test_new_model_weights_never_reuse_another_models_statistics(prefect_harness
     assert "pattern_attribution: patterns.learned " in str(err.value)
     assert str(err.value).endswith("--overwrite all")
 
+    # a new store pointed at that file refuses it too, rather than overwrite another store's patterns
+    shared = {**cfg["patterns"], "path": str(tmp_path / "store.patterns.npz")}
+    elsewhere = {**changed, "store": {**cfg["store"], "uri": str(tmp_path / "new.zarr")}, "patterns": shared}
+    with pytest.raises(FingerprintMismatch, match=r"model: sha256 .*\[patterns\]"):
+        plan_store(parse_config(elsewhere))
+
     explain(changed, show_progress=False, overwrite=["all"])
     store = RunStore.open(cfg["store"]["uri"])
     keys = sorted(zarr.open_group(cfg["store"]["uri"], mode="r")["patterns"].group_keys())

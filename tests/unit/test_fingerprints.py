@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from pathatlas.attribution.run.config import parse_config
 from pathatlas.attribution.run.fingerprint import FingerprintMismatch, differences, mismatch_message
-from pathatlas.attribution.run.plan import evaluation_jobs, plan_store, prepare_maps, prepare_scores
-from pathatlas.attribution.run.store import RunStore
-from tests.flows.conftest import small_config
+from pathatlas.attribution.run.plan import plan_store, prepare_maps
+from tests.unit.stores import planned_store
 
 PERTURBED = {"kind": "entrypoint", "entrypoint": "tests.drift_models:perturbed_demo"}
 
@@ -39,33 +37,19 @@ def test_the_refusal_groups_each_difference_once_and_says_how_to_go_on():
     assert text.endswith("pathatlas run CONFIG --overwrite ig") and "new store" in text  # ig covers its scores
 
 
-def _planned(tmp_path, **overrides) -> tuple[dict, RunStore]:
-    """A store planned for ``overrides`` with every array a run would create, and some data."""
-    cfg_dict = small_config(tmp_path, n_samples=8, shard_size=4, **overrides)
-    cfg = parse_config(cfg_dict)
-    store = plan_store(cfg)
-    prepare_maps(cfg, store)
-    for key in store.method_keys():
-        store.write_maps(key, store.shards()[0], np.ones((4, 48, 48), np.float32))
-        store.mark_maps_done(key, store.shards()[0])
-    jobs, _ = evaluation_jobs(cfg, store)
-    prepare_scores(cfg, store, jobs)
-    return cfg_dict, store
-
-
 def _changed(cfg: dict, **changes) -> dict:
     return {**cfg, **changes}
 
 
 def test_an_unchanged_config_resumes_and_records_each_run(tmp_path):
-    cfg, store = _planned(tmp_path)
+    cfg, store = planned_store(tmp_path)
     again = plan_store(parse_config(cfg), run_id="second")
     assert again.maps_done("ig").tolist() == [True, False]
     assert [r["run_id"] for r in again.meta["runs"]] == ["unknown", "second"]
 
 
 def test_a_changed_method_setting_is_refused_naming_it(tmp_path):
-    cfg, store = _planned(tmp_path)
+    cfg, store = planned_store(tmp_path)
     methods = [{"name": "gradient"}, {"name": "integrated_gradients", "key": "ig", "settings": {"n_steps": 8}}]
     with pytest.raises(FingerprintMismatch) as err:
         plan_store(parse_config(_changed(cfg, methods=methods)))
@@ -76,7 +60,7 @@ def test_a_changed_method_setting_is_refused_naming_it(tmp_path):
 
 
 def test_overwrite_recomputes_exactly_the_named_result_and_its_scores(tmp_path):
-    cfg, store = _planned(tmp_path)
+    cfg, store = planned_store(tmp_path)
     methods = [{"name": "gradient"}, {"name": "integrated_gradients", "key": "ig", "settings": {"n_steps": 8}}]
     new = parse_config(_changed(cfg, methods=methods))
     again = plan_store(new, overwrite=["ig"])
@@ -89,7 +73,7 @@ def test_overwrite_recomputes_exactly_the_named_result_and_its_scores(tmp_path):
 
 
 def test_a_changed_metric_setting_is_refused_and_overwritten_per_metric(tmp_path):
-    cfg, store = _planned(tmp_path)
+    cfg, store = planned_store(tmp_path)
     metrics = [{"name": "degradation", "settings": {"patch_size": 4, "replacement": "counterfactual"}}]
     with pytest.raises(FingerprintMismatch, match=r"degradation: patch_size 8 -> 4   \[scores/degradation/gradient"):
         plan_store(parse_config(_changed(cfg, metrics=metrics)))
@@ -101,12 +85,11 @@ def test_a_changed_metric_setting_is_refused_and_overwritten_per_metric(tmp_path
     ("change", "expected"),
     [
         ({"model": PERTURBED}, "model: sha256 "),
-        ({"preprocess": {"resize": 288}}, "preprocess: resize 256 -> 288"),
         ({"target": "label"}, "target: predicted -> label"),
     ],
 )
 def test_a_changed_model_preprocessing_or_target_is_refused(tmp_path, change, expected):
-    cfg, store = _planned(tmp_path)
+    cfg, store = planned_store(tmp_path)
     with pytest.raises(FingerprintMismatch) as err:
         plan_store(parse_config(_changed(cfg, **change)))
     assert expected in str(err.value) and "[samples, maps/gradient, maps/ig, scores/degradation/gradient" in str(
@@ -115,8 +98,24 @@ def test_a_changed_model_preprocessing_or_target_is_refused(tmp_path, change, ex
     assert "--overwrite all" in str(err.value)
 
 
+def test_preprocessing_counts_where_something_reads_it(tmp_path):
+    cfg, _ = planned_store(tmp_path)  # synthetic images, the demo CNN with its own normalisation
+    plan_store(parse_config(_changed(cfg, preprocess={"resize": 288, "mean": [0.5] * 3, "std": [0.2] * 3})))
+
+    wrapped, _ = planned_store(tmp_path / "wrapped", model=PERTURBED)  # an entry point: mean/std wrap it
+    with pytest.raises(FingerprintMismatch, match=r"preprocess: mean \[0.485, 0.456, 0.406\] -> \[0.5, 0.5, 0.5\]"):
+        plan_store(parse_config(_changed(wrapped, preprocess={"mean": [0.5] * 3})))
+
+
+def test_equal_settings_spelt_differently_are_the_same(tmp_path):
+    methods = [{"name": "blur_ig", "settings": {"n_steps": 4, "max_sigma": 8}}]
+    cfg, _ = planned_store(tmp_path, methods=methods)
+    methods = [{"name": "blur_ig", "settings": {"n_steps": 4, "max_sigma": 8.0}}]
+    plan_store(parse_config(_changed(cfg, methods=methods)))  # resumes
+
+
 def test_overwrite_all_starts_the_store_over_for_a_new_model(tmp_path):
-    cfg, store = _planned(tmp_path)
+    cfg, store = planned_store(tmp_path)
     old_hash = store.meta["model_hash"]
     again = plan_store(parse_config(_changed(cfg, model=PERTURBED)), overwrite=["all"])
     assert again.method_keys() == [] and all(not again.scored_keys(m) for m in again.metric_names())
@@ -126,6 +125,6 @@ def test_overwrite_all_starts_the_store_over_for_a_new_model(tmp_path):
 
 
 def test_an_unknown_overwrite_name_is_refused(tmp_path):
-    cfg, _ = _planned(tmp_path)
+    cfg, _ = planned_store(tmp_path)
     with pytest.raises(ValueError, match="--overwrite 'igg' names no result"):
         plan_store(parse_config(cfg), overwrite=["igg"])

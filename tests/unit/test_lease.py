@@ -450,3 +450,15 @@ def test_lease_info_age_and_json_round_trip():
     assert LeaseInfo.from_json(info.to_json()) == info
     with pytest.raises(ValueError):
         LeaseInfo.from_json(b'{"host": "h"}')
+
+
+def test_ensure_free_refuses_a_live_holder_and_takes_nothing(tmp_path):
+    from pathatlas.attribution.run.lease import LeaseHeld, StoreLease, read_lease
+
+    uri = str(tmp_path / "s.zarr")
+    StoreLease(uri, run_id="nobody").ensure_free()  # no lease: nothing happens, nothing is written
+    assert read_lease(uri) is None
+    with StoreLease(uri, run_id="holder"):
+        with pytest.raises(LeaseHeld, match="in use by run 'holder'"):
+            StoreLease(uri, run_id="probe").ensure_free()
+        assert read_lease(uri).run_id == "holder"

@@ -49,3 +49,24 @@ def test_the_previous_store_is_the_latest_completed_one_of_the_same_audit(tmp_pa
     assert earlier_store(template, current) == second
     assert earlier_store(template, second) == first
     assert earlier_store(template, first) is None  # never a later audit
+
+
+def _config(**extra) -> dict:
+    return {"dataset": {"kind": "synthetic"}, "model": {"kind": "demo"}, "methods": [{"name": "gradient"}], **extra}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"store": {"uri": "runs/{dat}/s.zarr"}}, r"store.uri: 'runs/\{dat\}/s.zarr': unknown placeholder"),
+        ({"store": {"uri": "runs/a-{date}.zarr"}}, "has a placeholder in its name: every audit would write"),
+        ({"store": {"uri": "s.zarr"}, "report": {"path": "{day}.html"}}, r"report.path: '\{day\}.html': unknown"),
+        ({"store": {"uri": "s.zarr"}, "metrics": [{"name": "pic"}, {"name": "pic"}]}, r"\['pic'\] listed twice"),
+    ],
+)
+def test_audit_locations_are_checked_when_the_config_is_read(extra, message):
+    from pathatlas.attribution.run.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_config(**extra))
+    parse_config(_config(store={"uri": "runs/a-{date}.zarr"}, report={"path": "runs/a-{date}.html"}))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from tests.unit.test_fingerprints import _planned
+from tests.unit.stores import planned_store
 
 
 def test_open_datatree_reads_maps_and_scores_by_sample_id(tmp_path):
-    _, store = _planned(tmp_path)
+    _, store = planned_store(tmp_path)
     shard = store.shards()[0]
     store.write_maps("ig", shard, np.arange(4 * 48 * 48, dtype=np.float32).reshape(4, 48, 48))
     store.write_scores("degradation", "ig", shard, {"auc_morf": np.array([0.1, 0.2, 0.3, 0.4], np.float32)})
