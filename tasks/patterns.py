@@ -31,7 +31,7 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
         logger.info("patterns: reusing %s (sha256 %s)", path, found.sha256[:12])
         return {"path": path, "sha256": found.sha256, "shards": 0, "samples": 0, "skipped": []}
     store = RunStore.open(store_uri, cfg.store.storage_options)
-    total, n_shards = pattern_shards(cfg)
+    total, n_shards = pattern_shards(cfg, fingerprint)
     key = patterns_key(fingerprint)
     done = store.pattern_shards_done(key, n_shards)
     jobs = [(i, n_shards, key) for i in range(n_shards) if not done[i]]

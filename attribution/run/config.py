@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -254,8 +255,7 @@ class RunConfig(Strict):
     @field_validator("methods")
     @classmethod
     def _unique_keys(cls, methods: list[MethodConfig]) -> list[MethodConfig]:
-        keys = [m.store_key for m in methods]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
+        dup = _repeated(m.store_key for m in methods)
         if dup:
             raise ValueError(f"two methods share the store key(s) {dup}: give one of them a distinct 'key'")
         return methods
@@ -263,8 +263,7 @@ class RunConfig(Strict):
     @field_validator("metrics")
     @classmethod
     def _unique_metrics(cls, metrics: list[MetricConfig]) -> list[MetricConfig]:
-        names = [m.name for m in metrics]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = _repeated(m.name for m in metrics)
         if dup:
             raise ValueError(f"metric(s) {dup} listed twice: their scores share one place in the store")
         return metrics
@@ -307,6 +306,12 @@ class RunConfig(Strict):
 
     def method(self, key: str) -> MethodConfig:
         return next(m for m in self.methods if m.store_key == key)
+
+
+def _repeated(values: Iterable[str]) -> list[str]:
+    """The values that occur more than once, sorted."""
+    counts = Counter(values)
+    return sorted(v for v, n in counts.items() if n > 1)
 
 
 # -- loading and error messages --------------------------------------------------------------

@@ -36,6 +36,11 @@ def patterns_fingerprint_for(cfg: RunConfig, model_sha: str) -> Fingerprint:
     return patterns_fingerprint(cfg, identity, model_sha)
 
 
+def learned_fingerprint(cfg: RunConfig, model_sha: str) -> Fingerprint | None:
+    """:func:`patterns_fingerprint_for` where the run learns patterns (:func:`needs_patterns`), else ``None``."""
+    return patterns_fingerprint_for(cfg, model_sha) if needs_patterns(cfg) else None
+
+
 def existing_patterns(path: str, fingerprint: Fingerprint) -> Patterns | None:
     """The patterns file at ``path`` if it was learned as ``fingerprint`` says."""
     try:
@@ -45,20 +50,21 @@ def existing_patterns(path: str, fingerprint: Fingerprint) -> Patterns | None:
     return patterns if digest(patterns.meta.get("fingerprint")) == digest(fingerprint) else None
 
 
-def stale_patterns_file(cfg: RunConfig, model_sha: str) -> list[tuple[str, str]]:
-    """The differences of an existing patterns file at the run's path from what this run would learn."""
+def stale_patterns_file(path: str, wanted: Fingerprint) -> list[tuple[str, str]]:
+    """How an existing patterns file at ``path`` differs from the ``wanted`` fingerprint (none
+    if there is no file, or it matches)."""
     try:
-        found = Patterns.load(cfg.patterns_path)
+        found = Patterns.load(path)
     except (OSError, ValueError, KeyError):
         return []
-    wanted = patterns_fingerprint_for(cfg, model_sha)
     stored = found.meta.get("fingerprint")
     return [] if digest(stored) == digest(wanted) else differences(stored, wanted)
 
 
-def pattern_shards(cfg: RunConfig) -> tuple[int, int]:
-    """``(training samples used, training shards)`` of the run's pattern statistics."""
-    total = cfg.patterns.sample_count(len(build_dataset(cfg, cfg.patterns.dataset)))
+def pattern_shards(cfg: RunConfig, fingerprint: Fingerprint) -> tuple[int, int]:
+    """``(training samples used, training shards)`` of the statistics ``fingerprint`` describes
+    (it counted the training samples; the dataset is not listed again)."""
+    total = int(fingerprint["dataset"]["n_samples"])
     return total, -(-total // cfg.patterns.shard_size)
 
 

@@ -25,11 +25,12 @@ Atomicity:
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -272,37 +273,30 @@ class _S3Backend(_FsspecBackend):
         return data, etag
 
     def create(self, data: bytes) -> bool:
-        try:
-            self.fs.pipe_file(self.path, data, mode="create")
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if not _s3_condition_failed(exc):
-                raise
-            return False
-        return self._verify(data)  # a server that ignored If-None-Match shows here
+        created = _conditionally(lambda: self.fs.pipe_file(self.path, data, mode="create"), FileExistsError)
+        return created and self._verify(data)  # a server that ignored If-None-Match shows here
 
     def replace_if(self, data: bytes, token: object) -> bool:
-        try:
-            self.fs.pipe_file(self.path, data, IfMatch=token)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            if not _s3_condition_failed(exc):
-                raise
-            return False
-        return True
+        return _conditionally(lambda: self.fs.pipe_file(self.path, data, IfMatch=token), FileNotFoundError)
 
     def remove_if(self, token: object) -> bool:
         bucket, key, _ = self.fs.split_path(self.path)
         try:
-            self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=token)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            if not _s3_condition_failed(exc):
-                raise
-            return False
+            delete = functools.partial(self.fs.call_s3, "delete_object", Bucket=bucket, Key=key, IfMatch=token)
+            return _conditionally(delete, FileNotFoundError)
         finally:
             self.fs.invalidate_cache(self.path)
-        return True
+
+
+def _conditionally(request: Callable[[], object], lost: type[OSError]) -> bool:
+    """Send one conditional S3 request: ``False`` if its condition did not hold (S3 refused it,
+    or it raised ``lost``: the object was there / was gone), ``True`` if it was carried out."""
+    try:
+        request()
+    except lost:
+        return False
+    except OSError as exc:
+        if not _s3_condition_failed(exc):
+            raise
+        return False
+    return True

@@ -18,6 +18,7 @@ from ..metrics import get_metric
 from .builders import build_dataset, build_method, build_model, model_hash
 from .config import RunConfig
 from .fingerprint import dataset_identity, digest, run_fingerprint, scores_fingerprint
+from .learned_patterns import learned_fingerprint
 from .provenance import git_revision, map_provenance, versions
 from .resume import check_resumable, expected_maps
 from .store import RunStore
@@ -110,7 +111,8 @@ def prepare_maps(cfg: RunConfig, store: RunStore) -> None:
     """Create every configured method's map array with what made it and its fingerprint
     (workers only write shards)."""
     run_fp = store.fingerprint("samples") or {}
-    fingerprints = expected_maps(cfg, run_fp, str(run_fp.get("model", {}).get("sha256", "")))
+    model_sha = str(run_fp.get("model", {}).get("sha256", ""))
+    fingerprints = expected_maps(cfg, run_fp, learned_fingerprint(cfg, model_sha))
     for spec in cfg.methods:
         key = spec.store_key
         attrs = {**map_provenance(cfg, build_method(cfg, key), key), "fingerprint": fingerprints[key]}

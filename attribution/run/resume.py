@@ -19,22 +19,22 @@ from .fingerprint import (
     mismatch_message,
     scores_fingerprint,
 )
-from .learned_patterns import needs_patterns, patterns_fingerprint_for, stale_patterns_file
+from .learned_patterns import learned_fingerprint, stale_patterns_file
 from .store import RunStore
 
 
-def expected_maps(cfg: RunConfig, run_fp: Fingerprint, model_sha: str) -> dict[str, Fingerprint]:
-    """``key -> fingerprint`` of every configured method's maps, as this config would make them."""
-    learned = patterns_fingerprint_for(cfg, model_sha) if needs_patterns(cfg) else None
+def expected_maps(cfg: RunConfig, run_fp: Fingerprint, learned: Fingerprint | None) -> dict[str, Fingerprint]:
+    """``key -> fingerprint`` of every configured method's maps, as this config would make them
+    (``learned``: the run's patterns' fingerprint, :func:`learned_fingerprint`)."""
     # the methods as configured: a pattern method's describe() would load the run's file, which
     # may not be learned yet; its fingerprint stands in for it
     return {m.store_key: maps_fingerprint(cfg, run_fp, get_method(m.name, **m.settings), learned) for m in cfg.methods}
 
 
-def expected_results(cfg: RunConfig, run_fp: Fingerprint, model_sha: str) -> dict[str, Fingerprint]:
+def expected_results(cfg: RunConfig, run_fp: Fingerprint, learned: Fingerprint | None) -> dict[str, Fingerprint]:
     """``result -> fingerprint`` of the samples, every configured method's maps and every
     configured metric's scores of them, as this config would make them."""
-    maps = expected_maps(cfg, run_fp, model_sha)
+    maps = expected_maps(cfg, run_fp, learned)
     expected: dict[str, Fingerprint] = {"samples": run_fp, **{f"maps/{k}": fp for k, fp in maps.items()}}
     for spec in cfg.metrics:
         metric = get_metric(spec.name, **spec.settings)
@@ -55,16 +55,16 @@ def check_resumable(
     """Refuse (before any compute) if a stored result — or the patterns file this run would
     reuse, also for a ``fresh`` store — differs from what this run would make and is not named in
     ``overwrite``; delete what ``overwrite`` names."""
-    expected = {} if fresh else expected_results(cfg, run_fp, model_sha)
+    learned = learned_fingerprint(cfg, model_sha)
+    expected = {} if fresh else expected_results(cfg, run_fp, learned)
     changed = {
         result: differences(store.fingerprint(result), fp)
         for result, fp in expected.items()
         if store.has_result(result) and digest(store.fingerprint(result)) != digest(fp)
     }
-    if needs_patterns(cfg):
-        stale = stale_patterns_file(cfg, model_sha)
-        if stale:
-            changed["patterns"] = stale
+    stale = stale_patterns_file(cfg.patterns_path, learned) if learned is not None else []
+    if stale:
+        changed["patterns"] = stale
     doomed = overwritten(store, cfg, overwrite)
     remaining = {r: d for r, d in changed.items() if r not in doomed and not _inputs_deleted(r, doomed)}
     if remaining:
