@@ -87,9 +87,68 @@ def _lease_is_free(cfg: Any, store: str | None) -> None:
     probe.ensure_free()  # raises LeaseHeld naming a live holder; the flow takes over a dead one
 
 
-def _shown(location: str) -> str:
+def _shown(location: str | Path) -> str:
     """A path made absolute for the reader; a URL as it is."""
+    location = str(location)
     return location if "://" in location else str(Path(location).resolve())
+
+
+STORAGE_OPTIONS_HELP = (
+    'fsspec options for a remote store, a JSON object (e.g. \'{"profile": "audit"}\'); values may be '
+    "${VAR} references to environment variables. Default: the environment's credential chain"
+)
+CONFIG_OPTIONS_HELP = "read store.storage_options from this run config (--storage-options overrides its keys)"
+
+
+def _storage_options(options: str | None, config: Path | None) -> dict[str, Any]:
+    """The storage options a command opens stores with: ``config``'s ``store.storage_options``,
+    then the keys of ``options`` (a JSON object); ``${VAR}`` references resolved. A bad value is a
+    one-line error (exit 2)."""
+    import json
+
+    from pathatlas.attribution.run.secrets import resolved
+
+    merged: dict[str, Any] = {}
+    if config is not None:
+        from pathatlas.attribution.run.config import ConfigError, load_config
+
+        try:
+            merged.update(load_config(config).store.storage_options)
+        except ConfigError as exc:
+            console.print(f"[red]config error[/red] {exc}")
+            raise typer.Exit(2) from None
+    if options:
+        try:
+            extra = json.loads(options)
+        except json.JSONDecodeError as exc:
+            console.print(f"[red]--storage-options is not JSON:[/red] {exc}")
+            raise typer.Exit(2) from None
+        if not isinstance(extra, dict):
+            console.print("[red]--storage-options must be a JSON object[/red]")
+            raise typer.Exit(2)
+        merged.update(extra)
+    try:
+        return resolved(merged)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _open_store(uri: str, storage_options: dict[str, Any]) -> Any:
+    """The store at ``uri``, read-only; any failure to reach it (not there, no credentials, a
+    missing filesystem package) is one line and exit 2, not a traceback."""
+    from rich.markup import escape
+
+    from pathatlas.attribution.run.store import RunStore
+
+    try:
+        return RunStore.open(uri, storage_options, mode="r")
+    except Exception as exc:  # noqa: BLE001 - botocore, gcsfs, ... raise their own types
+        if isinstance(exc, (FileNotFoundError, ValueError)):  # they name the store already
+            console.print(f"[red]{escape(str(exc))}[/red]")
+        else:
+            console.print(f"[red]cannot open {escape(uri)}: {type(exc).__name__}: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -130,16 +189,17 @@ def demo(
 
 
 @app.command()
-def status(store: str = typer.Argument(..., help="store path or URL")) -> None:
+def status(
+    store: str = typer.Argument(..., help="store path or URL"),
+    storage_options: str | None = typer.Option(None, "--storage-options", help=STORAGE_OPTIONS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_OPTIONS_HELP),
+) -> None:
     """Done, failed and pending samples per method."""
-    from pathatlas.attribution.run.store import RunStore
-
-    try:
-        rs = RunStore.open(store, mode="r")
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    table = Table(title=f"{store} ({rs.n_samples} samples, {rs.n_shards} shards)")
+    options = _storage_options(storage_options, config)
+    rs = _open_store(store, options)
+    # the location on a line of its own: a table title is wrapped to the table's width
+    console.print(f"{_shown(store)} ({rs.n_samples} samples, {rs.n_shards} shards)", soft_wrap=True)
+    table = Table()
     for col in ("method", "done", "failed", "pending"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for key, counts in rs.status().items():
@@ -148,15 +208,15 @@ def status(store: str = typer.Argument(..., help="store path or URL")) -> None:
     failures = rs.failures()
     if failures:
         console.print(f"{len(failures)} failure record(s); first: {failures[0]['sample_id']}: {failures[0]['error']}")
-    _print_run_state(store, rs.meta)
+    _print_run_state(store, rs.meta, options)
 
 
-def _print_run_state(store: str, meta: dict[str, Any]) -> None:
+def _print_run_state(store: str, meta: dict[str, Any], storage_options: dict[str, Any] | None = None) -> None:
     """Who holds the store now (its lease), and whether its last run completed."""
     from pathatlas.attribution.run.lease import read_lease
 
     try:
-        holder = read_lease(store)
+        holder = read_lease(store, storage_options)
     except (ValueError, OSError) as exc:
         console.print(f"lease: unreadable ({exc})")
         holder = None
@@ -172,36 +232,85 @@ def _print_run_state(store: str, meta: dict[str, Any]) -> None:
 @app.command()
 def validate(config: Path) -> None:
     """Check a run config without running anything."""
+    from rich.markup import escape  # 'pathatlas[s3]' is not markup
+
     from pathatlas.attribution.run.config import ConfigError, load_config
+    from pathatlas.attribution.run.secrets import literal_secrets
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         console.print(f"[red]config error[/red] {exc}")
         raise typer.Exit(2) from None
+    problem = _filesystem_missing(cfg.store.uri)
+    if problem:
+        console.print(f"[red]config error[/red] {escape(problem)}")
+        raise typer.Exit(2)
+    for key in literal_secrets(cfg.store.storage_options):
+        console.print(
+            f"[yellow]warning[/yellow] {key} holds a credential in the file: prefer the environment's "
+            "credential chain or a ${VAR} reference (it is redacted wherever pathatlas writes the config)"
+        )
     console.print(f"{config}: ok ({len(cfg.methods)} methods, {len(cfg.metrics)} metrics)")
+
+
+# each remote protocol's fsspec implementation and the pathatlas extra that installs it
+_FILESYSTEMS = {
+    "s3": ("s3fs", "s3"),
+    "s3a": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+    "az": ("adlfs", "az"),
+    "abfs": ("adlfs", "az"),
+    "abfss": ("adlfs", "az"),
+}
+
+
+def _filesystem_missing(uri: str) -> str | None:
+    """Why ``uri``'s protocol cannot be opened here (its fsspec implementation is not installed,
+    or fsspec does not know it), or None."""
+    if "://" not in uri:
+        return None
+    import fsspec
+
+    protocol = uri.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as exc:
+        if protocol in _FILESYSTEMS:
+            package, extra = _FILESYSTEMS[protocol]
+            return f"store.uri uses {protocol}://, which needs {package}: pip install 'pathatlas[{extra}]'"
+        return f"store.uri uses {protocol}://, which needs a package that is not installed ({exc})"
+    except ValueError:
+        return f"store.uri uses {protocol}://, which fsspec does not know"
+    return None
 
 
 @app.command()
 def compare(
     store_a: str = typer.Argument(..., help="the earlier run's store path or URL"),
     store_b: str = typer.Argument(..., help="the later run's store path or URL"),
-    out: Path | None = typer.Option(None, "--out", help="write the drift page (HTML) here"),
-    json_out: Path | None = typer.Option(None, "--json", help="write the numbers and per-sample arrays (JSON) here"),
+    out: str | None = typer.Option(None, "--out", help="write the drift page (HTML) here (a path or a URL)"),
+    json_out: str | None = typer.Option(
+        None, "--json", help="write the numbers and per-sample arrays (JSON) here (a path or a URL)"
+    ),
     fail_below: float | None = typer.Option(
         None, "--fail-below", help="exit 1 if a method's median Spearman is below this"
     ),
     intersect: bool = typer.Option(False, "--intersect", help="compare the shared samples if the sample ids differ"),
+    storage_options: str | None = typer.Option(None, "--storage-options", help=STORAGE_OPTIONS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_OPTIONS_HELP),
 ) -> None:
     """How each sample's maps, predictions and scores changed from STORE_A to STORE_B."""
     from rich.markup import escape  # ids, keys and settings are user text, not markup
 
     from pathatlas.attribution.drift import compare_stores, write_drift_json, write_drift_page
     from pathatlas.attribution.report.tables import format_estimate, format_number
-    from pathatlas.attribution.run.store import RunStore
 
+    options = _storage_options(storage_options, config)
+    earlier, later = _open_store(store_a, options), _open_store(store_b, options)
     try:
-        drift = compare_stores(RunStore.open(store_a, mode="r"), RunStore.open(store_b, mode="r"), intersect=intersect)
+        drift = compare_stores(earlier, later, intersect=intersect)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
@@ -219,7 +328,7 @@ def compare(
     console.print(f"{p.n_flips} of {p.n_compared} predictions changed class")
     for path, write in ((json_out, write_drift_json), (out, write_drift_page)):
         if path is not None:
-            console.print(f"wrote {write(drift, path).resolve()}")
+            console.print(f"wrote {_shown(write(drift, path, options))}")
     if fail_below is None:
         return
     # a method without any comparable sample (NaN median) cannot pass a gate either
@@ -228,6 +337,41 @@ def compare(
         names = escape(", ".join(failing))
         console.print(f"[red]median Spearman below {fail_below} (or no comparable samples): {names}[/red]")
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    config: Path = typer.Argument(..., help="run config (YAML)"),
+    store: str | None = typer.Option(None, "--store", help="the store to report on (default: store.uri)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Write the report of a store again (e.g. after a change to the report's settings).
+
+    The store is opened with CONFIG's store.storage_options; without report.path a remote store's
+    report goes beside it (s3://bucket/audit/store.zarr -> s3://bucket/audit/report.html)."""
+    _quiet_environment(verbose)
+    from rich.markup import escape
+
+    from pathatlas.attribution.run.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        console.print(f"[red]config error[/red] {exc}")
+        raise typer.Exit(2) from None
+    problem = _filesystem_missing(store or cfg.store.uri)
+    if problem:
+        console.print(f"[red]{escape(problem)}[/red]")
+        raise typer.Exit(2)
+    from pathatlas.attribution.run.lease import LeaseHeld
+    from pathatlas.flows.explain import report as report_flow
+
+    try:
+        path = report_flow(str(config), store=store)
+    except (FileNotFoundError, LeaseHeld) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"report: {_shown(path)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,10 +6,17 @@ single stage is given its store with ``store=``), takes the store's lease (one w
 checked after every stage) and checks that the store's results were made the way this config
 makes them. Every stage is
 idempotent: re-running skips what the store already marks done.
+
+The driver makes the config's local paths absolute before anything reads them (a Ray worker's
+working directory is not the driver's), ends what an earlier, killed driver on this host left
+running, and keeps a record of its own child processes for the next one (:mod:`.drivers`).
+Prefect stores each flow run's parameters: credentials in the config's ``storage_options`` are
+redacted there (the flow itself gets them).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,13 +24,16 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from prefect import flow, get_run_logger
+from prefect import Flow, get_run_logger
 from prefect.runtime import flow_run
 
 from pathatlas.attribution.run.config import RunConfig, load_config, parse_config
+from pathatlas.attribution.run.drivers import DriverRecord, reap
 from pathatlas.attribution.run.learned_patterns import needs_patterns
 from pathatlas.attribution.run.lease import StoreLease
 from pathatlas.attribution.run.locations import locate, placeholders
+from pathatlas.attribution.run.paths import absolute_paths, is_url
+from pathatlas.attribution.run.secrets import redacted_config
 from pathatlas.tasks.attribute import attribute_dataset
 from pathatlas.tasks.data import finish_run, plan_dataset
 from pathatlas.tasks.drift import compare_to_earlier
@@ -32,9 +42,24 @@ from pathatlas.tasks.patterns import learn_patterns_task
 from pathatlas.tasks.report import build_report
 
 
+class _PipelineFlow(Flow):  # type: ignore[type-arg]
+    """A Prefect flow whose stored parameters never hold the config's credentials."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        out = super().serialize_parameters(parameters)
+        if isinstance(out.get("config"), dict):
+            out["config"] = redacted_config(out["config"])
+        return out
+
+
+def flow(name: str, **options: Any) -> Any:
+    """``@prefect.flow``, building a :class:`_PipelineFlow`."""
+    return lambda fn: _PipelineFlow(fn, name=name, **options)
+
+
 def _config(config: dict[str, Any] | str) -> RunConfig:
-    """A validated config, from a dict or a YAML path."""
-    return load_config(config) if isinstance(config, (str, Path)) else parse_config(config)
+    """A validated config, from a dict or a YAML path, its local paths made absolute."""
+    return absolute_paths(load_config(config) if isinstance(config, (str, Path)) else parse_config(config))
 
 
 def _run_identity() -> tuple[str, datetime]:
@@ -59,21 +84,26 @@ def _run(
             "(store=..., e.g. the path `pathatlas run` printed)"
         )
     run_id, when = _run_identity()
+    if store is not None and not is_url(store):
+        store = os.path.abspath(store)  # like the config's own paths: workers see the driver's
     cfg = locate(loaded, run_id, when, store)
     logger = get_run_logger()
+    for line in reap():  # a killed driver's Prefect server, Ray processes
+        logger.warning("ended a process a killed run left behind: %s", line)
     logger.info("store: %s (run %s)", cfg.store.uri, run_id)
     lease = StoreLease(cfg.store.uri, cfg.store.storage_options, run_id=run_id, stale_after_s=cfg.store.lease_stale_s)
-    previous = lease.acquire()
-    if previous is not None:  # its holder died: resumed from what it left
-        logger.warning("took over the store's lease from %s (no longer alive)", previous.describe())
-    try:
-        yield cfg.model_dump(mode="json"), run_id, lease
-        lease.check()  # the stages ran as the only writer
-    finally:
-        lease.release()
+    with DriverRecord.kept():
+        previous = lease.acquire()
+        if previous is not None:  # its holder died: resumed from what it left
+            logger.warning("took over the store's lease from %s (no longer alive)", previous.describe())
+        try:
+            yield cfg.model_dump(mode="json"), run_id, lease
+            lease.check()  # the stages ran as the only writer
+        finally:
+            lease.release()
 
 
-@flow(name="explain", log_prints=True)
+@flow("explain", log_prints=True)
 def explain(
     config: dict[str, Any] | str,
     show_progress: bool = True,
@@ -107,13 +137,19 @@ def explain(
     }
 
 
-@flow(name="plan")
+# The whole pipeline as a deployment runs it: retried after a failure (a lost cluster, an object
+# store that went away). A retry of a scheduled run fills ``{date}`` from the same scheduled time,
+# so it resumes its own store and recomputes nothing that was done.
+audit = _PipelineFlow(explain.fn, name="explain", log_prints=True, retries=2, retry_delay_seconds=300)
+
+
+@flow("plan")
 def plan(config: dict[str, Any] | str, overwrite: list[str] | None = None, store: str | None = None) -> str:
     with _run(config, store, new_store=True) as (cfg, run_id, _):
         return plan_dataset(cfg, overwrite or [], run_id)
 
 
-@flow(name="learn-patterns")
+@flow("learn-patterns")
 def learn_patterns(
     config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None
 ) -> dict[str, Any]:
@@ -122,7 +158,7 @@ def learn_patterns(
         return learn_patterns_task(cfg, plan_dataset(cfg, [], run_id), show_progress)
 
 
-@flow(name="attribute")
+@flow("attribute")
 def attribute(config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None) -> dict[str, Any]:
     with _run(config, store) as (cfg, run_id, _):
         store_uri = plan_dataset(cfg, [], run_id)
@@ -131,13 +167,13 @@ def attribute(config: dict[str, Any] | str, show_progress: bool = True, store: s
         return attribute_dataset(cfg, store_uri, show_progress)
 
 
-@flow(name="evaluate")
+@flow("evaluate")
 def evaluate(config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None) -> dict[str, Any]:
     with _run(config, store) as (cfg, run_id, _):
         return evaluate_dataset(cfg, plan_dataset(cfg, [], run_id), show_progress)
 
 
-@flow(name="report")
+@flow("report")
 def report(config: dict[str, Any] | str, store: str | None = None) -> str:
     with _run(config, store) as (cfg, run_id, _):
         store_uri = plan_dataset(cfg, [], run_id)

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from pathatlas.attribution.run.config import RunConfig
 from pathatlas.attribution.run.plan import plan_store
 from pathatlas.attribution.run.store import RunStore
+from pathatlas.tasks.cluster import check_cluster_paths
 
 
 @task(name="plan-dataset", cache_policy=NO_CACHE)
@@ -19,10 +20,12 @@ def plan_dataset(
     """Create the store's ``/samples`` plan and provenance, or reopen a store whose results were
     made the same way (``overwrite``: results to delete and recompute; ``reopen``: a whole run
     starts, so a completed store is complete no longer until it ends); return the store URI."""
-    store = plan_store(RunConfig.model_validate(config), overwrite or [], run_id)
+    cfg = RunConfig.model_validate(config)
+    store = plan_store(cfg, overwrite or [], run_id)
     if reopen and store.meta.get("completed_at"):
         store.update_meta(completed_at=None)
     store.consolidate()
+    check_cluster_paths(cfg)  # with a Ray address: every node sees the dataset, model and store
     return store.uri
 
 

@@ -11,8 +11,16 @@ from prefect.cache_policies import NO_CACHE
 
 from pathatlas.attribution.drift import compare_stores, drift_section, write_drift_json, write_drift_page
 from pathatlas.attribution.run.config import RunConfig
+from pathatlas.attribution.run.secrets import resolved
 from pathatlas.attribution.run.store import RunStore
 from pathatlas.tasks.report import artifact_slug
+
+
+def beside(location: str, name: str) -> str:
+    """``name`` in the folder of ``location``, a local path or a URL."""
+    if "://" in location:
+        return f"{location.rpartition('/')[0]}/{name}"
+    return str(Path(location).parent / name)
 
 
 @task(name="compare-to-earlier", cache_policy=NO_CACHE)
@@ -29,18 +37,18 @@ def compare_to_earlier(config: dict, store_uri: str) -> dict | None:
     options = cfg.store.storage_options
     try:
         drift = compare_stores(
-            RunStore.open(cfg.compare_to, options, mode="r"),
-            RunStore.open(store_uri, options, mode="r"),
+            # both complete as far as this comparison goes: read from their consolidated metadata
+            RunStore.open(cfg.compare_to, options, mode="r", consolidated=True),
+            RunStore.open(store_uri, options, mode="r", consolidated=True),
             intersect=True,
         )
     except (FileNotFoundError, ValueError) as exc:  # an audit is not lost because its predecessor is
         logger.warning("drift: cannot compare with %s: %s", cfg.compare_to, exc)
         return {"against": cfg.compare_to, "error": str(exc), "section": f"<p>Not compared: {escape(str(exc))}</p>"}
-    out = Path(cfg.report_path).parent
-    out.mkdir(parents=True, exist_ok=True)
-    html, json_path = out / "drift.html", out / "drift.json"
-    write_drift_page(drift, html)
-    write_drift_json(drift, json_path)
+    html, json_path = beside(cfg.report_path, "drift.html"), beside(cfg.report_path, "drift.json")
+    written = resolved(options)  # a remote report's folder is written with the store's options
+    write_drift_page(drift, html, written)
+    write_drift_json(drift, json_path, written)
     method, rho = drift.min_median_spearman()
     logger.info("drift against %s: lowest median Spearman %.3f (%s)", cfg.compare_to, rho, method)
     create_markdown_artifact(

@@ -8,12 +8,13 @@ from prefect.cache_policies import NO_CACHE
 from pathatlas.attribution.run.config import RunConfig
 from pathatlas.attribution.run.plan import evaluation_jobs, prepare_scores
 from pathatlas.attribution.run.store import RunStore
-from pathatlas.tasks.ray_pool import progress, run_pool
+from pathatlas.tasks.ray_pool import progress, record_lost_shard, retry_stage, run_pool
 
 
-@task(name="evaluate-shards", cache_policy=NO_CACHE)
+@task(name="evaluate-shards", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_stage)
 def evaluate_dataset(config: dict, store_uri: str, show_progress: bool = True) -> dict:
-    """Score every map that has no scores yet; return ``{"jobs", "skipped_metrics"}``."""
+    """Score every map that has no scores yet; return ``{"jobs", "skipped_metrics"}``. A job given up
+    after it killed its worker on every try is recorded in /failures and left pending."""
     cfg = RunConfig.model_validate(config)
     store = RunStore.open(store_uri, cfg.store.storage_options)
     jobs, skipped = evaluation_jobs(cfg, store)
@@ -21,10 +22,29 @@ def evaluate_dataset(config: dict, store_uri: str, show_progress: bool = True) -
     logger = get_run_logger()
     for reason in skipped:
         logger.warning("metric skipped: %s", reason)
-    advance, close = progress(len(jobs), "evaluate") if show_progress and jobs else (None, lambda: None)
+    advance, close = progress(len(jobs), "evaluate", logger, bar=show_progress)
     try:
-        results = run_pool(config, store_uri, cfg.compute, "evaluate_shard", jobs, advance, prefetch=True).results
+        run = run_pool(
+            config,
+            store_uri,
+            cfg.compute,
+            "evaluate_shard",
+            jobs,
+            advance,
+            prefetch=True,
+            on_failure=lambda job, error, tries: record_lost_shard(
+                store,
+                f"evaluate.{cfg.metrics[job[1]].name}",
+                job[2],
+                job[0],
+                error,
+                tries,
+                lambda key: store.scores_done(cfg.metrics[job[1]].name, key),
+            ),
+        )
     finally:
         close()
     store.consolidate()  # readers (xarray) see this stage's arrays
-    return {"jobs": len(results), "skipped_metrics": skipped}
+    if run.failed:
+        logger.warning("evaluate: %d job(s) given up, recorded in /failures: %s", len(run.failed), run.failed)
+    return {"jobs": len(run.results), "skipped_metrics": skipped}

@@ -15,10 +15,10 @@ from pathatlas.attribution.run.learned_patterns import (
     solve_patterns,
 )
 from pathatlas.attribution.run.store import RunStore
-from pathatlas.tasks.ray_pool import progress, run_pool
+from pathatlas.tasks.ray_pool import ComputeError, progress, retry_stage, run_pool
 
 
-@task(name="learn-patterns", cache_policy=NO_CACHE)
+@task(name="learn-patterns", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_stage)
 def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True) -> dict:
     """Learn (or reuse) the run's patterns; return ``{"path", "sha256", "shards", "samples", "skipped"}``."""
     cfg = RunConfig.model_validate(config)
@@ -36,11 +36,26 @@ def learn_patterns_task(config: dict, store_uri: str, show_progress: bool = True
     done = store.pattern_shards_done(key, n_shards)
     jobs = [(i, n_shards, key) for i in range(n_shards) if not done[i]]
     logger.info("patterns: %d of %d training shard(s) pending (%d samples)", len(jobs), n_shards, total)
-    advance, close = progress(len(jobs), "patterns") if show_progress and jobs else (None, lambda: None)
+    advance, close = progress(len(jobs), "patterns", logger, bar=show_progress)
+    lost: list[str] = []  # the statistics need every shard: report them all, after the others are saved
     try:
-        results = run_pool(config, store_uri, cfg.compute, "pattern_shard", jobs, advance).results
+        results = run_pool(
+            config,
+            store_uri,
+            cfg.compute,
+            "pattern_shard",
+            jobs,
+            advance,
+            on_failure=lambda job, error, tries: lost.append(
+                f"training shard {job[0]}: {tries} tries, the last: {error}"
+            ),
+        ).results
     finally:
         close()
+    if lost:
+        raise ComputeError(
+            "patterns: statistics of some training shards could not be computed:\n  " + "\n  ".join(lost)
+        )
     skipped = [s for r in results for s in r["skipped"]]
     for line in skipped:
         logger.warning("patterns: sample left out of the statistics: %s", line)

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pathatlas.attribution.report import ReportSection, collect_report_data, markdown_tables, write_report
 from pathatlas.attribution.run.config import RunConfig
+from pathatlas.attribution.run.secrets import resolved
 from pathatlas.attribution.run.store import RunStore
 
 
@@ -25,12 +26,14 @@ def build_report(config: dict, store_uri: str, drift: dict | None = None) -> str
     Its tables become keyed Prefect artifacts (one key per table and run name, so the UI keeps
     their history across scheduled runs), and a link artifact points at the report."""
     cfg = RunConfig.model_validate(config)
-    store = RunStore.open(store_uri, cfg.store.storage_options, mode="r")
+    # the stages before have ended and consolidated the metadata: one read instead of one per array
+    store = RunStore.open(store_uri, cfg.store.storage_options, mode="r", consolidated=True)
     data = collect_report_data(store, cfg)
     sections = []
     if drift is not None:
         sections.append(ReportSection(f"Drift against {drift['against']}", drift["section"], "drift"))
-    path = write_report(data, cfg.report_path, sections)
+    # a remote store's report goes beside it, written with the store's options
+    path = write_report(data, cfg.report_path, sections, resolved(cfg.store.storage_options))
     slug = artifact_slug(cfg)
     for name, markdown in markdown_tables(data).items():
         create_markdown_artifact(

@@ -23,6 +23,7 @@ def ray_local(tmp_path_factory):
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never someone's `ray start` cluster on this machine
             num_cpus=2,
             include_dashboard=False,
             object_store_memory=150 * 2**20,

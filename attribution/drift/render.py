@@ -130,14 +130,15 @@ def render_drift_page(drift: Drift) -> str:
     return environment().get_template("drift_page.html.j2").render(**context(drift), heading=True)
 
 
-def write_drift_page(drift: Drift, path: str | Path) -> Path:
-    """:func:`render_drift_page` written atomically to ``path``."""
-    return write_atomic(render_drift_page(drift), path)
+def write_drift_page(drift: Drift, path: str | Path, storage_options: dict | None = None) -> Path | str:
+    """:func:`render_drift_page` written atomically to ``path`` (a local path or an fsspec URL)."""
+    return write_atomic(render_drift_page(drift), path, storage_options)
 
 
-def write_drift_json(drift: Drift, path: str | Path) -> Path:
-    """:meth:`Drift.to_json` written atomically to ``path`` (strict JSON: no NaN)."""
-    return write_atomic(json.dumps(drift.to_json(), indent=1, allow_nan=False), path)
+def write_drift_json(drift: Drift, path: str | Path, storage_options: dict | None = None) -> Path | str:
+    """:meth:`Drift.to_json` written atomically to ``path`` (strict JSON: no NaN; a local path or
+    an fsspec URL)."""
+    return write_atomic(json.dumps(drift.to_json(), indent=1, allow_nan=False), path, storage_options)
 
 
 def _sort_key(value: float) -> float:

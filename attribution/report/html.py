@@ -130,14 +130,31 @@ def render_report(data: ReportData, sections: Sequence[ReportSection] = ()) -> s
     return environment().get_template("page.html.j2").render(**page_context(data, sections))
 
 
-def write_report(data: ReportData, path: str | Path, sections: Sequence[ReportSection] = ()) -> Path:
-    """Render and write the report to ``path`` atomically (:func:`write_atomic`)."""
-    return write_atomic(render_report(data, sections), path)
+def write_report(
+    data: ReportData,
+    path: str | Path,
+    sections: Sequence[ReportSection] = (),
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
+    """Render and write the report to ``path`` (a local path or an fsspec URL) atomically
+    (:func:`write_atomic`)."""
+    return write_atomic(render_report(data, sections), path, storage_options)
 
 
-def write_atomic(text: str, path: str | Path) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then :func:`os.replace` it: a reader
-    (or a crash) never sees half a file."""
+def write_atomic(text: str, path: str | Path, storage_options: dict[str, Any] | None = None) -> Path | str:
+    """Write ``text`` so that a reader (or a crash) never sees half a file; return where.
+
+    A local ``path``: a temporary file beside it, then :func:`os.replace`. A URL (``s3://...``,
+    with fsspec's ``storage_options``, credentials already resolved): one upload of the whole
+    text, which object stores (S3, GCS, Azure) make visible all at once (a PUT, or a multipart
+    upload's completion), so no temporary object is needed -- other fsspec filesystems (sftp,
+    ...) give no such promise; the URL is returned as it is."""
+    if "://" in str(path):
+        from fsspec.core import url_to_fs  # the pipeline's dependency (Zarr's remote stores)
+
+        fs, remote = url_to_fs(str(path), **(storage_options or {}))
+        fs.pipe_file(remote, text.encode("utf-8"))
+        return str(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

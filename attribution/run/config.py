@@ -220,6 +220,12 @@ class ComputeConfig(Strict):
     compile: bool = False
     channels_last: bool = False
     object_store_mb: Annotated[int, Field(ge=64)] = 256
+    # Fault tolerance of the actor pool: Ray restarts a dead actor up to ``actor_restarts`` times;
+    # a shard gets ``max_attempts`` tries (a lost actor or a transient error each cost one) before
+    # it is recorded in /failures; actors not placed within ``placement_timeout_s`` are given up.
+    actor_restarts: Annotated[int, Field(ge=0, le=100)] = 2
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    placement_timeout_s: Annotated[float, Field(gt=0)] = 120.0
 
     def engine_options(self, device: str) -> EngineOptions:
         return EngineOptions(
@@ -289,7 +295,9 @@ class RunConfig(Strict):
     def report_path(self) -> str:
         if self.report.path:
             return self.report.path
-        return str(Path(self.store.uri).parent / "report.html") if "://" not in self.store.uri else "report.html"
+        if "://" in self.store.uri:  # beside a remote store too (s3://b/audit/store.zarr -> s3://b/audit/report.html)
+            return f"{self.store.uri.rstrip('/').rpartition('/')[0]}/report.html"
+        return str(Path(self.store.uri).parent / "report.html")
 
     @property
     def references_seed(self) -> int:

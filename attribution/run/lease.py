@@ -33,10 +33,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .lease_storage import LEASE_SUFFIX, LOCK_SUFFIX, lease_path, open_backend
+from .processes import boot_id, pid_namespace, proc_stat, start_time
 from .provenance import pathatlas_version
 
 __all__ = [
@@ -149,46 +149,16 @@ def _iso(epoch: float) -> str:
 # -- this process ---------------------------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """``(state, start time in ticks)`` of ``pid`` from ``/proc``, or None (no /proc, no such pid)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: fields 3.. follow the last ')'
-    fields = stat[stat.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])  # field 3 (state) and field 22 (starttime)
-    except (IndexError, ValueError):
-        return None
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _pid_namespace() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-
-
 def _own_record(run_id: str, now: float) -> LeaseInfo:
-    stat = _proc_stat(os.getpid())
     return LeaseInfo(
         host=socket.gethostname(),
         pid=os.getpid(),
         run_id=run_id,
         acquired_at=now,
         heartbeat_at=now,
-        start_time=None if stat is None else stat[1],
-        boot_id=_read_text("/proc/sys/kernel/random/boot_id"),
-        pid_namespace=_pid_namespace(),
+        start_time=start_time(os.getpid()),
+        boot_id=boot_id(),
+        pid_namespace=pid_namespace(),
         version=pathatlas_version(),
     )
 
@@ -206,11 +176,11 @@ def _dead_reason(holder: LeaseInfo, me: LeaseInfo, stale_after_s: float, now: fl
         return f"pid {holder.pid} no longer exists on {holder.host}"
     except PermissionError:
         pass  # it exists, under another user
-    stat = _proc_stat(holder.pid)
+    stat = proc_stat(holder.pid)
     if stat is not None and stat[0] == "Z":
         return f"pid {holder.pid} is a zombie (it exited)"
-    if stat is not None and holder.start_time is not None and stat[1] != holder.start_time:
-        return f"pid {holder.pid} is now another process (start time {stat[1]} != {holder.start_time})"
+    if stat is not None and holder.start_time is not None and stat[2] != holder.start_time:
+        return f"pid {holder.pid} is now another process (start time {stat[2]} != {holder.start_time})"
     return None
 
 

@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from .secrets import resolved
+
 log = logging.getLogger("pathatlas.lease")
 
 LEASE_SUFFIX = ".lease.json"
@@ -78,7 +80,7 @@ def open_backend(uri: str, storage_options: dict | None) -> Backend:
         return _LocalBackend(uri.removeprefix("file://"))
     import fsspec.core  # lazy: fsspec comes with zarr (the pipeline extra), s3fs with the s3 extra
 
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(uri, **resolved(storage_options))
     path = path.rstrip("/")
     if "/" not in path.lstrip("/"):
         raise ValueError(f"the store {uri!r} is a bucket root: put it under a prefix, its lease lives beside it")

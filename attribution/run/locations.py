@@ -19,6 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .secrets import resolved
+
 if TYPE_CHECKING:  # config imports this module (to check placeholders): no import cycle at run time
     from .config import RunConfig
 
@@ -59,7 +61,7 @@ def matching(template: str, storage_options: dict | None = None) -> list[str]:
         return sorted(glob.glob(pattern))
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(pattern, **resolved(storage_options))
     protocol = template.split("://", 1)[0]
     return sorted(f"{protocol}://{p}" for p in fs.glob(path))
 

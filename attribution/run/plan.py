@@ -21,6 +21,7 @@ from .fingerprint import dataset_identity, digest, run_fingerprint, scores_finge
 from .learned_patterns import learned_fingerprint
 from .provenance import git_revision, map_provenance, versions
 from .resume import check_resumable, expected_maps
+from .secrets import redacted_config
 from .store import RunStore
 
 AttributeJob = tuple[int, list[str]]  # (shard index, method keys)
@@ -76,10 +77,8 @@ def plan_store(cfg: RunConfig, overwrite: Sequence[str] = (), run_id: str | None
 
 
 def public_config(cfg: RunConfig) -> dict[str, Any]:
-    """The config as stored and reported: ``storage_options`` values (credentials) left out."""
-    data = cfg.model_dump(mode="json")
-    data["store"]["storage_options"] = {k: "<not stored>" for k in data["store"]["storage_options"]}
-    return data
+    """The config as stored and reported: credentials in ``storage_options`` redacted."""
+    return redacted_config(cfg.model_dump(mode="json"))
 
 
 def run_record(cfg: RunConfig, run_id: str | None, overwrite: Sequence[str]) -> dict[str, Any]:

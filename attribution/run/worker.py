@@ -25,6 +25,7 @@ from .builders import build_dataset, build_method, build_model
 from .config import RunConfig
 from .loader import LoadedShard, SampleLoader
 from .store import RunStore, Shard
+from .transient import retry
 from .writer import BackgroundWriter
 
 
@@ -38,7 +39,10 @@ class ShardWorker:
         self.dataset = build_dataset(self.config)
         self.model = build_model(self.config)
         self.engine = GradientEngine(self.model, self.config.compute.engine_options(device), in_place=True)
-        self.store = RunStore.open(store_uri, self.config.store.storage_options)
+        # an actor starts while a stage runs: a throttled or reset request must not fail the stage
+        self.store = retry(
+            lambda: RunStore.open(store_uri, self.config.store.storage_options), describe="opening the store"
+        )
         self._shards = {s.index: s for s in self.store.shards()}
         self.loader = SampleLoader(
             self.store.image_shape,

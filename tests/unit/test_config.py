@@ -39,7 +39,7 @@ def test_minimal_config_gets_defaults():
 def test_unknown_key_lists_allowed_keys():
     msg = problems(minimal(compute={"n_actor": 2}))
     assert "unknown key 'n_actor' at compute" in msg
-    assert "allowed keys: batch_size, channels_last" in msg and "n_actors" in msg
+    assert "allowed keys: actor_restarts, batch_size, channels_last" in msg and "n_actors" in msg
     msg = problems(minimal(dataset={"kind": "synthetic", "size": 3}))
     assert (
         "unknown key 'size' at dataset.synthetic; allowed keys: background_contrast, global_amplitude, image_size"
