@@ -15,28 +15,10 @@ import pytest
 import yaml
 
 from pathatlas.attribution.run.lease import lease_path, read_lease
+from pathatlas.attribution.run.processes import descendants
 from pathatlas.attribution.run.store import RunStore
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), so that a kill ends exactly what this test started."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def _status(store: Path) -> str:
@@ -115,7 +97,7 @@ def test_a_second_run_is_refused_and_a_killed_holder_is_taken_over(tmp_path):
         assert f"running: run '{holder.run_id}'" in shown and f"pid {first.pid}" in shown, shown
         assert first.poll() is None  # the holder was not disturbed
     finally:
-        victims = [first.pid, *_descendants(first.pid)]
+        victims = [first.pid, *descendants(first.pid)]
         for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pathatlas.attribution.run.processes import descendants
 from pathatlas.attribution.run.store import RunStore
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
@@ -82,28 +83,22 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), so that exactly what this test started is ended."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+def _status(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``pathatlas status ARGS`` run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "pathatlas.flows.cli", "status", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _kill_all(proc: subprocess.Popen) -> None:
     """SIGKILL the process group of ``proc`` and every descendant that left it (Ray's daemons,
     Prefect's server), each by its PID, taken before the kill."""
-    victims = _descendants(proc.pid)
+    victims = list(descendants(proc.pid))
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -123,7 +118,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
         out, _ = proc.communicate()
         raise AssertionError(f"`pathatlas` did not finish within {timeout:.0f} s:\n{out[-3000:]}") from None
     finally:
-        leftovers = _descendants(proc.pid)  # e.g. the ephemeral Prefect server of a killed driver
+        leftovers = list(descendants(proc.pid))  # e.g. the ephemeral Prefect server of a killed driver
         for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -208,64 +203,22 @@ def test_pipeline_on_s3_resumes_after_kill_and_leaks_no_secret(s3_server, tmp_pa
     _assert_same_store(RunStore.open(killed_uri, literal, mode="r"), RunStore.open(clean_uri, literal, mode="r"))
 
     # (iii) status of the S3 store, the options given on the command line (again as references)
-    status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pathatlas.flows.cli",
-            "status",
-            killed_uri,
-            "--storage-options",
-            json.dumps(references),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    status = _status([killed_uri, "--storage-options", json.dumps(references)], tmp_path, env)
     outputs.append(status.stdout + status.stderr)
     assert status.returncode == 0, outputs[-1]
     text = _plain(status.stdout)
     assert killed_uri in text and "/s3:/" not in text, text  # the URL as a URL
     assert "gradient 40 0 0" in text and "ig 40 0 0" in text and "completed at" in text, text
     # the same with the options read from the run config
-    via_config = subprocess.run(
-        [sys.executable, "-m", "pathatlas.flows.cli", "status", clean_uri, "--config", "refs.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    via_config = _status([clean_uri, "--config", "refs.yaml"], tmp_path, env)
     assert via_config.returncode == 0 and "ig 40 0 0" in _plain(via_config.stdout), via_config.stdout
     # no credentials anywhere: one line, exit 2, no traceback
-    nothing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pathatlas.flows.cli",
-            "status",
-            killed_uri,
-            "--storage-options",
-            json.dumps({"client_kwargs": endpoint}),
-        ],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    nothing = _status(
+        [killed_uri, "--storage-options", json.dumps({"client_kwargs": endpoint})], tmp_path, _env(tmp_path)
     )
     said = nothing.stdout + nothing.stderr
     assert nothing.returncode == 2 and "Traceback" not in said and "NoCredentialsError" in said, said
-    unset = subprocess.run(
-        [sys.executable, "-m", "pathatlas.flows.cli", "status", clean_uri, "--config", "refs.yaml"],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    unset = _status([clean_uri, "--config", "refs.yaml"], tmp_path, _env(tmp_path))
     said = " ".join((unset.stdout + unset.stderr).split())
     assert unset.returncode == 2 and "PA_TEST_S3_KEY, which is not set" in said and "Traceback" not in said, said
 
