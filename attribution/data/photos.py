@@ -18,7 +18,7 @@ import numpy as np
 from skimage.draw import polygon as fill_polygon
 
 from .base import Sample, SampleError
-from .preprocess import Geometry, load_image, transform_boxes
+from .preprocess import Geometry, ImagePreprocessing, transform_boxes
 
 # (id, package, file, ImageNet class)
 PHOTOS = (
@@ -46,10 +46,13 @@ class BundledPhotosDataset:
     has_boxes = True
     has_counterfactual = False
 
-    def __init__(self, resize: int | None = 256, crop: int | None = 224) -> None:
-        self.resize, self.crop = resize, crop
-        side = crop or resize or 224
-        self.image_shape = (3, side, side)
+    def __init__(
+        self, resize: int | None = 256, crop: int | None = 224, preprocessing: ImagePreprocessing | None = None
+    ) -> None:
+        self.preprocessing = preprocessing or ImagePreprocessing(resize=resize, crop=crop)
+        if self.preprocessing.output_shape is None:  # the photos differ in size: one shape needs a crop
+            raise ValueError("dataset 'photos' needs preprocess.crop: the bundled photos have different sizes")
+        self.image_shape = self.preprocessing.output_shape
         try:
             from torchvision.models import ResNet18_Weights  # the class names ship in the wheel
 
@@ -72,7 +75,7 @@ class BundledPhotosDataset:
             path = package_dir(package) / name
         except FileNotFoundError as exc:
             raise SampleError(sid, str(exc)) from exc
-        image, geometry = load_image(path, sid, self.resize, self.crop)
+        image, geometry = self.preprocessing.load(path, sid)
         boxes = np.zeros((0, 4), np.float32)
         outline = np.zeros(image.shape[1:], bool)
         annotations = path.with_name("quokka_annotations.json") if sid == "quokka" else None

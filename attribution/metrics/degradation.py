@@ -5,7 +5,8 @@ signed sum of the map over the patch). Step ``k`` of ``K`` replaces exactly the 
 ``round(k P / K)`` of the ``P`` patches (all of them at ``k = K``), all channels, whatever the
 sign of the replacement values; the target's softmax probability is recorded at every step.
 Unlike the PGIG authors' evaluation script, the top patch is replaced at the first step and
-negative replacement values are written.
+negative replacement values are written. The loop over steps is :func:`.perturbation.target_curves`,
+shared with ROAD and insertion/deletion.
 
 References: Samek et al., "Evaluating the visualization of what a deep neural network has
 learned", IEEE TNNLS 2017 (MoRF, AOPC); Schwarzenberg & Castle, "Pattern-Guided Integrated
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..baselines import gaussian_blur
 from ..registry import check_choice, check_positive
 from .base import Metric, MetricBatch, Output, Scores, register_metric
+from .perturbation import fill_image, ranks_of, replace_with, target_curves
 
 REPLACEMENTS = ("patch_mean", "black", "blur", "counterfactual")
 ORDERS = ("morf", "lerf", "random")
@@ -99,13 +100,7 @@ class Degradation(Metric):
         x, p, how = batch.images, self.settings.patch_size, self.settings.replacement
         if how == "patch_mean":
             return F.interpolate(F.avg_pool2d(x, p), scale_factor=p, mode="nearest")
-        if how == "black":
-            return torch.zeros_like(x)
-        if how == "blur":
-            return gaussian_blur(x, self.settings.blur_sigma)
-        if batch.counterfactuals is None:
-            raise ValueError("metric 'degradation': replacement 'counterfactual' but the batch has no counterfactuals")
-        return batch.counterfactuals.to(x)
+        return fill_image(self.name, how, batch, self.settings.blur_sigma)
 
     def ranks(self, batch: MetricBatch) -> dict[str, torch.Tensor]:
         """``order -> (N, P)`` rank of every patch (0 = replaced first)."""
@@ -122,32 +117,17 @@ class Degradation(Metric):
                 ]
             ).to(mass.device),
         }
-        return {name: torch.argsort(order, dim=1) for name, order in orders.items()}
+        return {name: ranks_of(order) for name, order in orders.items()}
 
     def score(self, batch: MetricBatch) -> Scores:
-        if batch.predict is None:
-            raise ValueError("metric 'degradation' needs the model (batch.predict)")
-        x = batch.images
-        n, c, h, w = x.shape
+        _, c, h, w = batch.images.shape
         n_patches, k = self._grid((c, h, w))
-        counts = torch.round(torch.arange(k + 1, dtype=torch.float64) * n_patches / k).long().to(x.device)  # (K+1,)
-        replacement = self.replacement_images(batch)
-        p = self.settings.patch_size
+        counts = torch.round(torch.arange(k + 1, dtype=torch.float64) * n_patches / k).long()  # (K+1,)
+        fill = replace_with(self.replacement_images(batch))
+        fractions = counts.double() / n_patches
         result: dict[str, np.ndarray] = {}
-        # one step of the batch: its degraded images, the replaced-pixel mask, and the model's input copy
-        steps_per_call = batch.items_per_group(3 * x[0].numel() * x.element_size() * n)
         for order, rank in self.ranks(batch).items():
-            curve = torch.empty(n, k + 1, dtype=torch.float64)
-            for s0 in range(0, k + 1, steps_per_call):
-                steps = counts[s0 : s0 + steps_per_call]  # (S,)
-                replaced = rank[:, None, :] < steps[None, :, None]  # (N, S, P)
-                pixels = replaced.view(n, -1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
-                degraded = torch.where(pixels[:, :, None], replacement[:, None], x[:, None])  # (N, S, C, H, W)
-                probs = batch.predict(degraded.reshape(-1, c, h, w)).view(n, len(steps), -1)
-                curve[:, s0 : s0 + len(steps)] = (
-                    probs.gather(2, batch.targets.view(n, 1, 1).expand(n, len(steps), 1)).squeeze(2).double().cpu()
-                )
-            fractions = counts.double().cpu() / n_patches
+            curve = target_curves(batch, self.name, rank, counts, fill, self.settings.patch_size)  # (N, K+1)
             result[order] = curve.float().numpy()
             result[f"aopc_{order}"] = (curve[:, :1] - curve).mean(1).float().numpy()
             result[f"auc_{order}"] = torch.trapezoid(curve, fractions, dim=1).float().numpy()

@@ -15,7 +15,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +51,9 @@ __all__ = [
     "worst_indices",
     "worst_samples",
 ]
+
+if TYPE_CHECKING:  # imported where used: the sanity section imports the tables, which import this module
+    from .sanity import SanityReport
 
 WORKERS = 2  # methods summarised at once: one job reads the store while another computes
 
@@ -135,6 +138,7 @@ class ReportData:
     resamples: int = stats.N_RESAMPLES
     run_level_resamples: int = stats.RUN_LEVEL_RESAMPLES
     shared_scale: bool = False
+    sanity: SanityReport | None = None  # the sanity checks (config ``sanity``), if any
 
 
 @dataclass
@@ -215,6 +219,12 @@ def collect_report_data(
         data.overlays = evenly.samples
     except Exception as exc:  # e.g. the dataset is not readable where the report runs
         data.notes.append(f"Maps not shown: the dataset could not be loaded ({exc}).")
+    from .sanity import collect_sanity
+
+    try:
+        data.sanity = collect_sanity(store, cfg)
+    except Exception as exc:  # the rest of the report stands without it
+        data.notes.append(f"Sanity checks not shown: they could not be read ({exc}).")
     return data
 
 

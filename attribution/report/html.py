@@ -21,6 +21,7 @@ from .data import ReportData
 from .figures import curve_figure, method_colours, png_data_uri
 from .maps import MapsTable, maps_caption, maps_tables
 from .overlays import OverlayGroup
+from .sanity import sanity_context
 
 TEMPLATES = Path(__file__).parent / "templates"
 # the page's own sections, in order: (anchor, title); extra sections come after "maps"
@@ -28,7 +29,9 @@ SECTIONS = (
     ("scores", "Scores"),
     ("run-level", "Run-level numbers"),
     ("paired", "Paired comparisons"),
+    ("agreement", "Metric agreement"),
     ("curves", "Curves"),
+    ("sanity", "Sanity checks"),
     ("maps", "Maps"),
     ("diagnostics", "Diagnostics"),
     ("progress", "Progress"),
@@ -86,6 +89,7 @@ def page_context(data: ReportData, sections: Sequence[ReportSection] = ()) -> di
     check_sections(sections)
     colours = method_colours(data.methods)
     failures, failures_note = tables.failures_table(data)
+    agreement, agreement_sentence = tables.agreement_table(data)
     extra = [(s.anchor, s.title, Markup(s.html)) for s in sections]  # trusted: see ReportSection
     position = [a for a, _ in SECTIONS].index("maps") + 1
     return {
@@ -103,7 +107,10 @@ def page_context(data: ReportData, sections: Sequence[ReportSection] = ()) -> di
         "run_level": tables.run_level_table(data),
         "paired_matrices": tables.paired_matrices(data),
         "paired": tables.paired_table(data),
+        "agreement": agreement,
+        "agreement_sentence": agreement_sentence,
         "curves": [(f"{g.info.label} ({g.metric})", png_data_uri(curve_figure(g, colours))) for g in data.curves],
+        "sanity": sanity_context(data.sanity, colours),
         "maps_caption": maps_caption(data.shared_scale),
         "map_tables": _map_tables(data),
         "map_methods": data.methods,

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from . import agreement
 from .data import PairedSummary, ReportData, Summary
 from .stats import Estimate, Paired
 
@@ -164,6 +165,41 @@ def _matrix_cell(p: Paired | None) -> Cell:
     title = f"{p.a} vs {p.b}: mean difference {p.mean_diff:+.4f} [{p.low:+.4f}, {p.high:+.4f}], n = {p.n}"
     title += f"; {p.how}" if p.how else ""
     return Cell(f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}{star})", title=title, css="sig" if p.significant else "")
+
+
+def agreement_table(data: ReportData) -> tuple[Table | None, str]:
+    """Kendall's τ-b between the method rankings (by mean) of every pair of ``score`` outputs, and a
+    sentence naming the most disagreeing pair; ``(None, "")`` with fewer than two such outputs."""
+    columns: dict[tuple[str, str], dict[str, Summary]] = {}
+    for s in data.scores:
+        if s.info.category == "score" and s.info.direction in ARROWS:
+            columns.setdefault((s.metric, s.output), {})[s.method] = s
+    if len(columns) < 2:
+        return None, ""
+    rankings = []
+    for (metric, _), by_method in columns.items():
+        info = next(iter(by_method.values())).info
+        direction = info.direction or ""
+        means = {k: s.estimate.value for k, s in by_method.items() if s.estimate.shown}
+        rankings.append((f"{metric} · {info.label} {ARROWS[direction]}", means, direction))
+    result = agreement.agreement(rankings)
+    rows = []
+    for i, label in enumerate(result.labels):
+        cells = []
+        for j, other in enumerate(result.labels):
+            tau, n = result.tau[i, j], int(result.n[i, j])
+            text = NO_VALUE if not math.isfinite(tau) else f"{tau:+.2f}\n(n = {n})"
+            cells.append(Cell(text, title=f"{label} vs {other}: Kendall τ-b over {n} methods"))
+        rows.append([Cell(label), *cells])
+    pair = result.most_disagreeing()
+    sentence = ""
+    if pair is not None:
+        i, j = pair
+        sentence = (
+            f"Most disagreeing: {result.labels[i]} and {result.labels[j]} "
+            f"(τ = {result.tau[i, j]:+.2f} over {int(result.n[i, j])} methods)."
+        )
+    return Table([Cell("ranking by"), *map(Cell, result.labels)], rows, css="paired"), sentence
 
 
 def interval_notes(data: ReportData) -> dict[str, list[str]]:

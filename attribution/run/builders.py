@@ -18,6 +18,7 @@ from ..methods.pattern_based import uses_patterns, with_patterns
 from ..models.wrapper import PixelSpaceModel
 from ..registry import Registry
 from .config import RunConfig
+from .preprocessing import effective_preprocess, image_preprocessing
 
 DATASETS: Registry[Callable[[Any, RunConfig], Dataset]] = Registry("dataset kind")
 MODELS: Registry[Callable[[RunConfig], PixelSpaceModel]] = Registry("model kind")
@@ -34,9 +35,22 @@ def _synthetic(section: Any, cfg: RunConfig) -> Dataset:
 def _image_folder(section: Any, cfg: RunConfig) -> Dataset:
     from ..data.image_folder import ImageFolderDataset
 
-    p = cfg.preprocess
     ds = ImageFolderDataset(
-        section.root, resize=p.resize, crop=p.crop, boxes=section.boxes, class_index=section.class_index
+        section.root, boxes=section.boxes, class_index=section.class_index, preprocessing=image_preprocessing(cfg)
+    )
+    return ds if section.limit is None else FirstN(ds, section.limit)
+
+
+@DATASETS.register("imagenet_val")
+def _imagenet_val(section: Any, cfg: RunConfig) -> Dataset:
+    from ..data.imagenet_val import ImageNetValDataset
+
+    ds = ImageNetValDataset(
+        section.root,
+        section.labels,
+        boxes=section.boxes,
+        class_index=section.class_index,
+        preprocessing=image_preprocessing(cfg),
     )
     return ds if section.limit is None else FirstN(ds, section.limit)
 
@@ -45,7 +59,7 @@ def _image_folder(section: Any, cfg: RunConfig) -> Dataset:
 def _photos(section: Any, cfg: RunConfig) -> Dataset:
     from ..data.photos import BundledPhotosDataset
 
-    return BundledPhotosDataset(resize=cfg.preprocess.resize, crop=cfg.preprocess.crop)
+    return BundledPhotosDataset(preprocessing=image_preprocessing(cfg))
 
 
 @MODELS.register("demo")
@@ -59,7 +73,7 @@ def _demo(cfg: RunConfig) -> PixelSpaceModel:
 def _torchvision(cfg: RunConfig) -> PixelSpaceModel:
     from ..models.loaders import torchvision_model
 
-    m, p = cfg.model, cfg.preprocess
+    m, p = cfg.model, effective_preprocess(cfg)
     return torchvision_model(m.arch, m.weights, num_classes=m.num_classes, mean=p.mean, std=p.std)  # type: ignore[union-attr]
 
 
@@ -67,15 +81,32 @@ def _torchvision(cfg: RunConfig) -> PixelSpaceModel:
 def _torchscript(cfg: RunConfig) -> PixelSpaceModel:
     from ..models.loaders import torchscript_model
 
-    return torchscript_model(cfg.model.path, mean=cfg.preprocess.mean, std=cfg.preprocess.std)  # type: ignore[union-attr]
+    p = effective_preprocess(cfg)
+    return torchscript_model(cfg.model.path, mean=p.mean, std=p.std)  # type: ignore[union-attr]
 
 
 @MODELS.register("entrypoint")
 def _entrypoint(cfg: RunConfig) -> PixelSpaceModel:
     from ..models.loaders import entrypoint_model
 
-    m, p = cfg.model, cfg.preprocess
+    m, p = cfg.model, effective_preprocess(cfg)
     return entrypoint_model(m.entrypoint, m.kwargs, mean=p.mean, std=p.std)  # type: ignore[union-attr]
+
+
+@MODELS.register("timm")
+def _timm(cfg: RunConfig) -> PixelSpaceModel:
+    from ..models.timm_models import timm_model
+
+    m, p = cfg.model, effective_preprocess(cfg)
+    return timm_model(m.name, m.checkpoint, m.num_classes, m.kwargs, mean=p.mean, std=p.std, seed=cfg.seed)  # type: ignore[union-attr]
+
+
+@MODELS.register("huggingface")
+def _huggingface(cfg: RunConfig) -> PixelSpaceModel:
+    from ..models.huggingface import huggingface_model
+
+    p = effective_preprocess(cfg)
+    return huggingface_model(cfg.model.path, mean=p.mean, std=p.std)  # type: ignore[union-attr]
 
 
 def build_dataset(cfg: RunConfig, section: Any = None) -> Dataset:

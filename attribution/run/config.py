@@ -23,6 +23,7 @@ from ..engine import EngineOptions
 from ..methods import get_method
 from ..metrics import get_metric
 from ..reduce import REDUCTIONS
+from ..sanity import FLAG_MEASURE, MEASURES
 from .locations import placeholders
 
 
@@ -48,25 +49,57 @@ class ImageFolderDataConfig(Strict):
     limit: PositiveInt | None = None
 
 
+class ImageNetValDataConfig(Strict):
+    """ImageNet val as distributed: ``root`` a flat folder of ILSVRC2012_val_*.JPEG; ``labels`` the
+    ILSVRC2012 devkit (folder or .tar.gz) or Kaggle's LOC_val_solution.csv; ``boxes`` the bbox XML
+    folder, the CSV, or none; ``class_index`` wnid -> model class (default: sorted wnids, torchvision's)."""
+
+    kind: Literal["imagenet_val"] = "imagenet_val"
+    root: str
+    labels: str
+    boxes: str | None = None
+    class_index: str | dict[str, int] | None = None
+    limit: PositiveInt | None = None
+
+
 class PhotosDataConfig(Strict):
     """The CC0 / public-domain photos bundled with scikit-image plus imgaug's quokka (box and outline)."""
 
     kind: Literal["photos"] = "photos"
 
 
-DatasetConfig = Annotated[SyntheticConfig | ImageFolderDataConfig | PhotosDataConfig, Field(discriminator="kind")]
+DatasetConfig = Annotated[
+    SyntheticConfig | ImageFolderDataConfig | ImageNetValDataConfig | PhotosDataConfig, Field(discriminator="kind")
+]
+
+
+Auto = Literal["auto"]
+Size = PositiveInt | tuple[PositiveInt, PositiveInt]
 
 
 class PreprocessConfig(Strict):
-    """Resize (shorter side) and centre crop for files; mean/std go *inside* the model wrapper."""
+    """How image files become model inputs; mean/std go *inside* the model wrapper.
 
-    resize: PositiveInt | None = 256
-    crop: PositiveInt | None = 224
-    mean: tuple[float, ...] | None = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] | None = (0.229, 0.224, 0.225)
+    Every field defaults to ``auto``: the model's own preprocessing (a timm model's pretrained
+    config, a Hugging Face model's ``preprocessor_config.json``), or for other model kinds
+    resize 256 (shorter side), crop 224, bilinear, ``pathatlas`` rounding, ImageNet mean/std.
+    A field set here wins over the model's value (``attribution/run/preprocessing.py``).
+    ``resize``: a length, or ``[h, w]`` for ``resize_mode`` ``squash``/``longer``; ``crop``: the
+    centre crop, a length or ``[h, w]``; modes, interpolations and rounding as in
+    ``attribution/data/preprocess.py``."""
+
+    resize: Size | Auto | None = "auto"
+    resize_mode: Literal["shorter", "longer", "squash", "auto"] = "auto"
+    crop: Size | Auto | None = "auto"
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming", "auto"] = "auto"
+    rounding: Literal["pathatlas", "torchvision", "huggingface", "auto"] = "auto"
+    mean: tuple[float, ...] | Auto | None = "auto"
+    std: tuple[float, ...] | Auto | None = "auto"
 
     @model_validator(mode="after")
     def _check_norm(self) -> PreprocessConfig:
+        if isinstance(self.mean, str) or isinstance(self.std, str):  # "auto": checked once resolved
+            return self
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:
@@ -102,8 +135,32 @@ class EntrypointModelConfig(Strict):
     kwargs: dict[str, Any] = {}
 
 
+class TimmModelConfig(Strict):
+    """``timm.create_model(name, pretrained=False, num_classes, **kwargs)`` with a local
+    ``checkpoint`` (.pth/.pt/.bin/.safetensors/.npz; ``null``: initialised with the run's seed)."""
+
+    kind: Literal["timm"] = "timm"
+    name: str
+    checkpoint: str | None = None
+    num_classes: PositiveInt | None = None
+    kwargs: dict[str, Any] = {}
+
+
+class HuggingFaceModelConfig(Strict):
+    """A local ``save_pretrained`` folder: ``AutoModelForImageClassification`` and the
+    ``preprocessor_config.json`` beside it."""
+
+    kind: Literal["huggingface"] = "huggingface"
+    path: str
+
+
 ModelConfig = Annotated[
-    DemoModelConfig | TorchvisionModelConfig | TorchScriptModelConfig | EntrypointModelConfig,
+    DemoModelConfig
+    | TorchvisionModelConfig
+    | TorchScriptModelConfig
+    | EntrypointModelConfig
+    | TimmModelConfig
+    | HuggingFaceModelConfig,
     Field(discriminator="kind"),
 ]
 
@@ -206,6 +263,43 @@ class PatternsConfig(Strict):
         return dataset_size if self.max_samples is None else min(self.max_samples, dataset_size)
 
 
+class SanityConfig(Strict):
+    """Model parameter randomisation checks (Adebayo et al. 2018), the ``sanity`` stage: on
+    ``n_samples`` samples (a draw with ``seed``, default the run's), each method (or only the
+    store keys in ``methods``) is re-explained with the model's layers re-initialised top-down,
+    ``cascading`` (the top i layers) and ``independent`` (one at a time); a layer is a module with
+    parameters and the BatchNorm it feeds (``granularity: layer``), each module alone (``module``),
+    or a top-level block of the network (``block``: for big models). ``measures``: similarities to
+    the trained model's map (``spearman_abs``, ``spearman``, ``ssim``, ``hog``). A method whose
+    mean ``spearman_abs`` on the fully random model is at least ``threshold`` is flagged. Off when
+    the section is absent or ``enabled: false``."""
+
+    enabled: bool = True
+    n_samples: Annotated[int, Field(ge=1, le=256)] = 8
+    modes: Annotated[list[Literal["cascading", "independent"]], Field(min_length=1)] = ["cascading", "independent"]
+    granularity: Literal["layer", "module", "block"] = "layer"
+    measures: list[str] = ["spearman_abs", "spearman", "ssim"]
+    threshold: Annotated[float, Field(ge=-1, le=1)] = 0.5
+    seed: int | None = None
+    methods: list[str] | None = None
+
+    @field_validator("modes")
+    @classmethod
+    def _unique_modes(cls, modes: list[str]) -> list[str]:
+        if _repeated(modes):
+            raise ValueError(f"modes {_repeated(modes)} listed twice")
+        return modes
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, measures: list[str]) -> list[str]:
+        for name in measures:
+            MEASURES.get(name)  # raises naming the registered measures
+        if _repeated(measures) or FLAG_MEASURE not in measures:
+            raise ValueError(f"list each measure once, {FLAG_MEASURE!r} among them (it decides the flag)")
+        return measures
+
+
 class ComputeConfig(Strict):
     ray_address: str | None = None
     n_actors: PositiveInt | None = None  # default: one per GPU, else min(2, CPUs)
@@ -257,6 +351,7 @@ class RunConfig(Strict):
     # ``previous``: the latest earlier store of the same audit (the URI with its placeholders);
     # or a store URI. Adds a drift stage comparing this run with that store.
     compare_to: str | None = None
+    sanity: SanityConfig | None = None  # the sanity stage runs when present and enabled
 
     @field_validator("methods")
     @classmethod
@@ -273,6 +368,14 @@ class RunConfig(Strict):
         if dup:
             raise ValueError(f"metric(s) {dup} listed twice: their scores share one place in the store")
         return metrics
+
+    @model_validator(mode="after")
+    def _sanity_methods(self) -> RunConfig:
+        keys = [m.store_key for m in self.methods]
+        unknown = [k for k in (self.sanity.methods or []) if k not in keys] if self.sanity else []
+        if unknown:
+            raise ValueError(f"sanity.methods {unknown} are not method keys of this run; its keys: {', '.join(keys)}")
+        return self
 
     @model_validator(mode="after")
     def _placeholders(self) -> RunConfig:

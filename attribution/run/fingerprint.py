@@ -10,6 +10,8 @@ Results and what their fingerprints hold:
   (composites nested; a pattern file as its own fingerprint or sha256, not its path), map dtype,
   channel reduction, precision and, for methods that draw references, the pool's size and seed;
 - ``scores/<metric>/<key>``: the metric's resolved settings and the fingerprint of the maps it read;
+- ``sanity/<key>``: the sanity check's settings and the fingerprint of the maps of the method it
+  re-explains (the sanity stage recomputes a check whose fingerprint differs);
 - patterns: model sha256, the training dataset's identity and size, preprocessing, shard size.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..methods import Method
 from .config import RunConfig
+from .preprocessing import DEFAULTS, effective_preprocess
 from .provenance import pathatlas_version
 
 Fingerprint = dict[str, Any]
@@ -61,7 +64,7 @@ def dataset_identity(section: Mapping[str, Any], ids: Sequence[str], labels: Ite
     return {"section": described, "n_samples": len(ids), "samples_sha256": h.hexdigest()}
 
 
-LOCATIONS = ("root", "boxes", "class_index")  # dataset settings that are paths
+LOCATIONS = ("root", "labels", "boxes", "class_index")  # dataset settings that are paths
 
 
 def _content_sha256(path: Path) -> str:
@@ -77,23 +80,48 @@ def _content_sha256(path: Path) -> str:
 
 
 def used_preprocessing(cfg: RunConfig, dataset_kind: str) -> dict[str, Any]:
-    """The preprocessing settings that change this run's inputs: ``resize``/``crop`` for datasets
-    read from files, ``mean``/``std`` for models wrapped with them (not the demo CNN, which has
-    its own); settings nothing reads are left out, so changing them refuses nothing."""
-    p = cfg.preprocess.model_dump(mode="json")
-    used = {k: p[k] for k in ("resize", "crop")} if dataset_kind in FILE_DATASETS else {}
-    return used | ({k: p[k] for k in ("mean", "std")} if cfg.model.kind not in OWN_NORMALISATION else {})
+    """The effective preprocessing settings (``auto`` resolved for the model, :mod:`.preprocessing`)
+    that change this run's inputs: ``resize``/``crop`` for datasets read from files, with
+    ``resize_mode``/``interpolation``/``rounding`` where they differ from pathatlas' defaults (so
+    results made before those settings existed still resume); ``mean``/``std`` for models
+    wrapped with them (not the demo CNN, which has its own) or when they colour the padding of
+    ``resize_mode: longer``; settings nothing reads are left out, so changing them refuses nothing."""
+    p = json.loads(json.dumps(effective_preprocess(cfg).settings()))
+    used: dict[str, Any] = {}
+    if dataset_kind in FILE_DATASETS:
+        used = {k: p[k] for k in ("resize", "crop")} | {k: p[k] for k in IMAGE_CHOICES if p[k] != DEFAULTS[k]}
+    if cfg.model.kind not in OWN_NORMALISATION or used.get("resize_mode") == "longer":
+        used |= {k: p[k] for k in ("mean", "std")}
+    return used
 
 
-FILE_DATASETS = ("image_folder", "photos")  # resized and cropped by the preprocess settings
+IMAGE_CHOICES = ("resize_mode", "interpolation", "rounding")  # recorded when not pathatlas' defaults
+
+
+FILE_DATASETS = ("image_folder", "imagenet_val", "photos")  # resized and cropped by the preprocess settings
 OWN_NORMALISATION = ("demo",)  # model kinds that ignore preprocess.mean/std
+
+
+# what builds a model kind's forward pass beyond its weights (a timm activation chosen by kwargs,
+# a Hugging Face config.json's hidden_act or layer_norm_eps); the older kinds record the weights only
+ARCHITECTURE: dict[str, Any] = {
+    "timm": lambda m: {"name": m.name, "num_classes": m.num_classes, "kwargs": m.kwargs},
+    "huggingface": lambda m: {"config_sha256": _content_sha256(Path(m.path) / "config.json")},
+}
+
+
+def model_identity(cfg: RunConfig, model_sha: str) -> Fingerprint:
+    """The model as fingerprints record it: its parameters' sha256, and for the kinds in
+    :data:`ARCHITECTURE` what builds its forward pass."""
+    architecture = ARCHITECTURE.get(cfg.model.kind)
+    return {"sha256": model_sha, **({"architecture": architecture(cfg.model)} if architecture else {})}
 
 
 def run_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str) -> Fingerprint:
     """What every result of a run shares: data, model, preprocessing, target rule, library."""
     return {
         "dataset": dataset,
-        "model": {"sha256": model_sha},
+        "model": model_identity(cfg, model_sha),
         "preprocess": used_preprocessing(cfg, cfg.dataset.kind),
         "target": cfg.target,
         "pathatlas": pathatlas_version(),
@@ -104,7 +132,7 @@ def patterns_fingerprint(cfg: RunConfig, dataset: dict[str, Any], model_sha: str
     """What learned patterns depend on: the model, the training data and its preprocessing."""
     kind = (cfg.patterns.dataset or cfg.dataset).kind
     return {
-        "model": {"sha256": model_sha},
+        "model": model_identity(cfg, model_sha),
         "dataset": dataset,
         "preprocess": used_preprocessing(cfg, kind),
         "shard_size": cfg.patterns.shard_size,
@@ -133,6 +161,13 @@ def maps_fingerprint(
 def scores_fingerprint(metric: str, settings: Mapping[str, Any], maps: Fingerprint) -> Fingerprint:
     """A score array's fingerprint: the metric's resolved settings and the maps it scored."""
     return {"metric": {"name": metric, **json.loads(json.dumps(settings, default=str))}, "maps": maps}
+
+
+def sanity_fingerprint(settings: Mapping[str, Any], maps: Fingerprint) -> Fingerprint:
+    """A sanity check's fingerprint (``sanity/<key>``): the check's settings that change its
+    numbers (samples, seed, modes, layers, measures; not the flag's threshold) and the fingerprint
+    of the maps whose method it re-explains."""
+    return {"sanity": json.loads(json.dumps(dict(settings), default=str)), "maps": maps}
 
 
 def _pattern_sources(settings: Any, patterns: Fingerprint | None) -> Any:

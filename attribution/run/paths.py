@@ -18,12 +18,15 @@ from .config import RunConfig
 # config keys (dotted) that hold local files or folders, where the config kind has them
 _PATH_KEYS = (
     "dataset.root",
+    "dataset.labels",
     "dataset.boxes",
     "dataset.class_index",
     "model.weights",
     "model.path",
+    "model.checkpoint",
     "patterns.path",
     "patterns.dataset.root",
+    "patterns.dataset.labels",
     "patterns.dataset.boxes",
     "patterns.dataset.class_index",
     "store.uri",

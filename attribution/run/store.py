@@ -13,6 +13,9 @@ reads the whole store with maps and scores indexed by sample id)::
     /scores/<metric>/<key>/<output>, .../done   per-sample scores; attrs: the output's metadata,
                                                 group attrs: fingerprint
     /failures/<stage>.<key>.<shard>             quarantine records of one shard
+    /sanity/<key>/<mode>/<measure>, .../done    (n_rows, steps) similarity of randomised-model
+                                                maps to the trained model's; attrs: layers,
+                                                rows, fingerprint; .../errors: failed steps
     /patterns/<fp>/shards/<i>/<layer>/<sum>, /patterns/<fp>/done, /patterns/<fp>/a/<layer>
                            statistics and solved patterns, keyed by their fingerprint's digest
 
@@ -519,6 +522,66 @@ class RunStore:
 
     def mark_scores_done(self, metric: str, key: str, shard: Shard) -> None:
         self._flags(f"scores/{metric}/{key}/done", self.n_shards)[shard.index] = 1
+
+    # -- sanity checks (one writer per method key: the whole check is one job) -------------------
+    def sanity_keys(self) -> list[str]:
+        """Method keys with a stored sanity check (done or not)."""
+        return self._children("sanity") if self._has("sanity") else []
+
+    def create_sanity(self, key: str, n_rows: int, n_steps: int, attrs: dict[str, Any]) -> None:
+        """``/sanity/<key>`` with ``attrs`` (its ``modes`` and ``measures``, fingerprint, layers,
+        sample rows), one ``(n_rows, n_steps)`` array per mode and measure, and its done flag."""
+        path = f"sanity/{key}"
+        if not self._has(path):  # created with its attributes: one request
+            self._sub("sanity")
+            self._write_group(path, json.loads(json.dumps(attrs, default=str)))
+        dims = ("sanity_sample", "sanity_step")
+        for mode in attrs["modes"]:
+            for measure in attrs["measures"]:
+                self._require(
+                    f"{path}/{mode}",
+                    measure,
+                    shape=(n_rows, n_steps),
+                    dtype="float32",
+                    chunks=(n_rows, n_steps),
+                    fill_value=np.nan,
+                    dimension_names=dims,
+                )
+        flag = ("sanity_flag",)
+        self._require(path, "done", shape=(1,), dtype="uint8", chunks=(1,), fill_value=0, dimension_names=flag)
+
+    def sanity_attrs(self, key: str) -> dict[str, Any]:
+        return dict(self._node(f"sanity/{key}").attrs)
+
+    def sanity(self, key: str) -> dict[str, dict[str, np.ndarray]]:
+        """``mode -> measure -> (n_rows, n_steps)`` similarities of ``key``'s stored sanity check."""
+        attrs = self.sanity_attrs(key)
+        modes, measures = list(attrs.get("modes", [])), list(attrs.get("measures", []))
+        return {m: {s: np.asarray(self._array(f"sanity/{key}/{m}/{s}")[...]) for s in measures} for m in modes}
+
+    def sanity_errors(self, key: str) -> list[str]:
+        """Why steps of ``key``'s sanity check have no values (written with its values)."""
+        if not self._has(f"sanity/{key}/errors"):
+            return []
+        return [str(e) for e in self._node(f"sanity/{key}/errors").attrs.get("errors", [])]  # type: ignore[union-attr]
+
+    def write_sanity(self, key: str, values: dict[str, dict[str, np.ndarray]], errors: list[str]) -> None:
+        """One method's sanity-check similarities ``mode -> measure -> (n_rows, n_steps)`` and the
+        errors of steps without values (the worker that owns ``key``)."""
+        for mode, measures in values.items():
+            for measure, column in measures.items():
+                self._array(f"sanity/{key}/{mode}/{measure}")[...] = np.asarray(column, dtype=np.float32)
+        self._write_group(f"sanity/{key}/errors", {"errors": [str(e) for e in errors]})  # an earlier try's replaced
+
+    def sanity_done(self, key: str) -> bool:
+        """Whether ``key``'s sanity check is durable (reading creates nothing)."""
+        return self._has(f"sanity/{key}/done") and bool(_set_flags(self._array(f"sanity/{key}/done"))[0])
+
+    def mark_sanity_done(self, key: str) -> None:
+        self._array(f"sanity/{key}/done")[0] = 1
+
+    def delete_sanity(self, key: str) -> None:
+        self._delete(f"sanity/{key}")
 
     # -- failures ----------------------------------------------------------------------------
     def record_failures(self, stage: str, key: str, shard: Shard, records: list[dict]) -> None:

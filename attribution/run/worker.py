@@ -124,10 +124,11 @@ class ShardWorker:
         loaded = self._take(shard_index, "evaluate", prefetch)
         shard, outputs = loaded.shard, metric.outputs(self.store.image_shape)
         targets = self.store.targets(shard)
+        predictions = jobs.Predictions(self.engine)  # shared by the methods: same samples, same images
         for key in method_keys:
             maps = self.store.maps(key, slice(shard.start, shard.stop))
             scores, failures = jobs.score_shard(
-                metric, key, self.engine, loaded, maps, targets, outputs, self._box_slots > 0
+                metric, key, self.engine, loaded, maps, targets, outputs, self._box_slots > 0, predictions
             )
             self.store.write_scores(metric.name, key, shard, scores)
             self.store.record_failures(f"evaluate.{metric.name}", key, shard, failures)

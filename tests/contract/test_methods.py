@@ -23,6 +23,7 @@ from pathatlas.attribution import (
     get_method,
     list_methods,
 )
+from pathatlas.attribution.models.wrapper import PixelSpaceModel
 from pathatlas.attribution.patterns import accumulate, kernel_layers, solve
 from pathatlas.attribution.patterns.rules import _PatternGrad
 from pathatlas.attribution.references import References
@@ -143,6 +144,74 @@ def test_input_tensor_not_modified(name, tiny_cnn, images, target, pool):
     copy = images.clone()
     run(name, tiny_cnn, images, target, pool)
     torch.testing.assert_close(images, copy, rtol=0, atol=0)
+
+
+# --- every method on a vision transformer ------------------------------------------------------
+
+
+def tiny_vit(**kwargs) -> PixelSpaceModel:
+    """A 2-block timm ViT, ``(N, 3, 32, 32) -> (N, 5)``: 8x8 patches (a 4x4 grid) after the class
+    token, width 32, seeded weights, normalisation inside."""
+    import timm  # here, not at the top: the CNN contract tests do not need it
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = timm.create_model(
+            "vit_tiny_patch16_224",
+            pretrained=False,
+            img_size=32,
+            patch_size=8,
+            depth=2,
+            embed_dim=32,
+            num_heads=2,
+            num_classes=5,
+            **kwargs,
+        )
+    return PixelSpaceModel(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return tiny_vit()
+
+
+@pytest.fixture
+def vit_images():
+    return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture
+def vit_pool():
+    g = torch.Generator().manual_seed(4)
+    return References(torch.rand(6, 3, 32, 32, generator=g), torch.arange(6) % 5)
+
+
+# Methods whose rule does not cover a transformer's layers refuse, naming the first such layer.
+_PATTERN_REFUSAL = r"pattern methods cannot pass layer 'net\.blocks\.0\.norm1' of type LayerNorm"
+VIT_REFUSALS = {
+    "guided_backprop": r"rule only for nn\.ReLU and nn\.ReLU6.*module 'net\.blocks\.0\.mlp\.act' of type GELU",
+    "pattern_net": _PATTERN_REFUSAL,
+    "pattern_attribution": _PATTERN_REFUSAL,
+    "pattern_guided_ig": _PATTERN_REFUSAL,
+    "smoothgrad(pattern_guided_ig)": _PATTERN_REFUSAL,
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_a_tiny_vit_or_refuses_naming_the_layer(name, vit, vit_images, vit_pool):
+    x, target = vit_images, torch.tensor([1, 4])
+    copy = vit_images.clone()
+    if name in VIT_REFUSALS:
+        with pytest.raises(ValueError, match=VIT_REFUSALS[name]):
+            run(name, vit, x, target, vit_pool)
+    else:
+        maps = run(name, vit, x, target, vit_pool)
+        expected = (2, 1, 32, 32) if quick(name).spatial else x.shape
+        assert maps.shape == expected and maps.dtype == torch.float32 and torch.isfinite(maps).all()
+        assert maps.abs().sum() > 0
+    torch.testing.assert_close(vit_images, copy, rtol=0, atol=0)
+    assert all(not (m._forward_hooks or m._backward_hooks or m._forward_pre_hooks) for m in vit.modules())
+    assert all(p.grad is None for p in vit.parameters()) and not vit.training
 
 
 PATH_METHODS = {"integrated_gradients", "guided_ig", "blur_ig", "ig2", "pattern_guided_ig"}

