@@ -72,8 +72,16 @@ def compare_rankings(a: RunStore, b: RunStore) -> list[OutputRanking]:
 
 
 def _best(means: dict[str, float], direction: str) -> str:
+    """The best method by ``direction``; several share the best value: ``a, b (tied)``, or
+    ``all tied``."""
     shown = {k: v for k, v in oriented(means, direction).items() if math.isfinite(v)}
-    return max(shown, key=lambda k: shown[k]) if shown else ""
+    if not shown:
+        return ""
+    top = max(shown.values())
+    best = [k for k, v in shown.items() if v == top]
+    if len(best) == 1:
+        return best[0]
+    return "all tied" if len(best) == len(shown) else f"{', '.join(best)} (tied)"
 
 
 def markdown(rows: list[OutputRanking], name_a: str, name_b: str) -> str:

@@ -166,12 +166,6 @@ class ImagePreprocessing:
         return im, left - pad_left, top - pad_top
 
 
-def load_image(path: str | Path, sample_id: str, resize: int | None, crop: int | None) -> tuple[np.ndarray, Geometry]:
-    """``file -> ((3, H, W) float32 in [0, 1], geometry)``: shorter side to ``resize`` (bilinear),
-    centre crop ``crop``, pathatlas' rounding (:class:`ImagePreprocessing` for the other choices)."""
-    return ImagePreprocessing(resize=resize, crop=crop).load(path, sample_id)
-
-
 def fill_for(mean: tuple[float, ...] | None) -> tuple[int, int, int]:
     """timm's padding colour for a model normalised with ``mean``: ``round(255 * mean)``, black without."""
     if mean is None or len(mean) != 3:

@@ -24,7 +24,6 @@ Strategy for Attribution Methods", ICML 2022; github.com/tleemann/road_evaluatio
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +48,6 @@ NEIGHBOURS = (
     (1, 1, 1 / 12),
 )
 ORDERS = ("morf", "lerf")
-MAX_THREADS = 8  # the sparse solves release the GIL; more threads than this rarely pay off
 
 
 def imputation_system(image: np.ndarray, removed: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
@@ -182,9 +180,9 @@ class ROAD(Metric):
             rng = np.random.default_rng([self.settings.seed, int(indices[i]), order, steps[j]])
             return noisy_linear_impute(x[i], masks[i, j], self.settings.noise, rng)
 
-        jobs = [(i, j) for i in range(n) for j in range(s)]
-        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), torch.get_num_threads(), MAX_THREADS))) as pool:
-            filled = list(pool.map(one, jobs))
+        # one after the other: scipy does not document SuperLU as thread-safe, and the evaluate
+        # stage already runs one actor per CPU
+        filled = [one((i, j)) for i in range(n) for j in range(s)]
         out = torch.from_numpy(np.stack(filled)).view(n, s, *x.shape[1:])
         return out.to(device=images.device, dtype=images.dtype)
 

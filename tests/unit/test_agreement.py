@@ -142,7 +142,7 @@ def test_the_report_of_a_real_store_shows_the_agreement(tmp_path):
 def test_rankings_across_two_models(tmp_path):
     # benchmarks/model_rankings.py (`make photos`): store B holds A's scores with the two methods swapped,
     # so every output ranks them the other way round (τ = -1 over the 2 methods)
-    from benchmarks.model_rankings import compare_rankings, markdown
+    from benchmarks.model_rankings import _best, compare_rankings, markdown
 
     a = _store(_config(tmp_path / "a"))
     b = _store(_config(tmp_path / "b"))
@@ -160,6 +160,8 @@ def test_rankings_across_two_models(tmp_path):
     assert all(r.tau == -1.0 and r.n == 2 and {r.best_a, r.best_b} == {"gradient", "ig"} for r in rows)
     same = compare_rankings(a, a)
     assert all(r.tau == 1.0 and r.best_a == r.best_b for r in same)
+    assert _best({"a": 1.0, "b": 2.0, "c": 2.0}, "higher") == "b, c (tied)"
+    assert _best({"a": 1.0, "b": 1.0}, "lower") == "all tied" and _best({"a": 3.0, "b": 1.0}, "lower") == "b"
     table = markdown(rows, "lite0", "lite2")
     assert table.splitlines()[0].startswith("| ranking by | Kendall τ-b (lite0 vs lite2) |")
     assert "| pic · SIC AUC ↑ | -1.00 | 2 |" in table

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pathatlas.attribution.data.preprocess import ImagePreprocessing, load_image
+from pathatlas.attribution.data.preprocess import ImagePreprocessing
 from pathatlas.attribution.run.config import PreprocessConfig, parse_config
 from pathatlas.attribution.run.preprocessing import DEFAULTS, resolve
 
@@ -307,8 +308,25 @@ def test_fields_set_in_the_config_win_over_the_models():
 def test_other_model_kinds_keep_pathatlas_defaults(photo):
     pre = resolve(PreprocessConfig(), SimpleNamespace(kind="torchvision"))
     assert pre.settings() == DEFAULTS and dataclasses.replace(pre.image, fill=(0, 0, 0)) == ImagePreprocessing()
-    legacy, _ = load_image(photo, "c", 256, 224)
-    np.testing.assert_array_equal(pre.image.load(photo, "c")[0], legacy)
+    np.testing.assert_array_equal(pre.image.load(photo, "c")[0], _pathatlas_0_1_load(photo, 256, 224))
+
+
+def _pathatlas_0_1_load(path: Path, resize: int, crop: int) -> np.ndarray:
+    """The loader every stored result before model-specific preprocessing was made with: shorter
+    side to ``resize`` (the longer one rounded), bilinear without reducing gap, centre crop (offsets
+    rounded), RGB in [0, 1] ``(3, H, W)``."""
+    from PIL import Image
+
+    with Image.open(path) as file:
+        im = file.convert("RGB")
+        w, h = im.size
+        s = resize / min(w, h)
+        size = (resize, max(1, round(h * s))) if w <= h else (max(1, round(w * s)), resize)
+        im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+        rw, rh = im.size
+        left, top = int(round((rw - crop) / 2.0)), int(round((rh - crop) / 2.0))
+        array = np.asarray(im.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255.0
+    return array.transpose(2, 0, 1)
 
 
 def test_auto_survives_the_trip_between_driver_and_workers(tmp_path):

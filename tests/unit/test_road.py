@@ -246,6 +246,7 @@ def test_road_and_insertion_deletion_scores_land_in_the_store(tmp_path):
     prepare_scores(cfg, store, [(0, mi, ["gradient"]) for mi in range(len(metrics))])
     worker = ShardWorker(cfg, cfg.store.uri)
     worker.attribute_shard(0, ["gradient"])
+    worker.flush()  # the maps are written in the background: the evaluate stage starts after they are durable
     for mi in range(len(metrics)):
         worker.evaluate_shard(0, mi, ["gradient"])
     worker.flush()
