@@ -124,7 +124,7 @@ def explain(
         lease.check()
         evaluated = evaluate_dataset(cfg, store_uri, show_progress) if cfg["metrics"] else {"jobs": 0}
         lease.check()
-        sanity = sanity_checks(cfg, store_uri, show_progress) if _sanity_on(cfg) else None
+        sanity = sanity_checks(cfg, store_uri, show_progress) if cfg["sanity"] and cfg["sanity"]["enabled"] else None
         lease.check()
         drift = compare_to_earlier(cfg, store_uri) if cfg["compare_to"] else None
         report = build_report(cfg, store_uri, drift)
@@ -182,11 +182,6 @@ def sanity(config: dict[str, Any] | str, show_progress: bool = True, store: str 
     """Model randomisation checks (config ``sanity``) of a store whose maps have targets."""
     with _run(config, store) as (cfg, run_id, _):
         return sanity_checks(cfg, plan_dataset(cfg, [], run_id), show_progress)
-
-
-def _sanity_on(cfg: dict[str, Any]) -> bool:
-    """Whether the config's ``sanity`` section is there and enabled."""
-    return bool(cfg.get("sanity")) and bool(cfg["sanity"].get("enabled", True))
 
 
 @flow("report")

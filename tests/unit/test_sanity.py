@@ -127,12 +127,9 @@ def test_layers_follow_the_forward_pass_and_fold_a_batchnorm_into_its_convolutio
 def test_a_vit_s_own_embeddings_are_its_bottom_layer_and_randomised_last():
     """Parameters on a parent module (a ViT's class token and position embeddings live on the model
     itself) act before its children: ordered by when each call starts, they are the bottom layer."""
-    timm = pytest.importorskip("timm")
-    from pathatlas.attribution.models.wrapper import PixelSpaceModel
+    from tests.contract.test_methods import tiny_vit
 
-    torch.manual_seed(0)
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=5)
-    model = PixelSpaceModel(vit)
+    model = tiny_vit()
     names = [layer.name for layer in list_layers(model, torch.rand(1, 3, 32, 32), "module")]
     assert names[0] == "net" and names[1] == "net.patch_embed.proj" and names[-1] == "net.head"
     blocks = [layer.name for layer in list_layers(model, torch.rand(1, 3, 32, 32), "block")]

@@ -12,21 +12,11 @@ from pathatlas.attribution import IG2, EngineOptions, GradCAM, GradientEngine, g
 from pathatlas.attribution.hooks import find_module
 from pathatlas.attribution.methods.gradcam import cam_grid
 from pathatlas.attribution.methods.tokens import default_cam_layer, token_grid, tokens_to_grid
+from pathatlas.attribution.models.huggingface import Logits
 from pathatlas.attribution.models.wrapper import PixelSpaceModel
 from pathatlas.attribution.references import References
 from tests.conftest import TinyCNN
 from tests.contract.test_methods import tiny_vit
-
-
-class HFLogits(nn.Module):
-    """A transformers classifier's ``.logits`` (its forward returns a ModelOutput)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(pixel_values=x).logits
 
 
 def tiny_hf_vit() -> PixelSpaceModel:
@@ -45,7 +35,7 @@ def tiny_hf_vit() -> PixelSpaceModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = ViTForImageClassification(config).eval()
-    return PixelSpaceModel(HFLogits(net), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    return PixelSpaceModel(Logits(net), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +85,7 @@ def test_gradcam_default_layers(hf_vit):
     import torchvision
 
     assert default_cam_layer(tiny_vit()) == "net.blocks.1.norm1"
-    assert default_cam_layer(hf_vit) == "net.net.vit.layers.1.layernorm_before"
+    assert default_cam_layer(hf_vit) == "net.model.vit.layers.1.layernorm_before"
     tv = torchvision.models.VisionTransformer(
         image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5
     )
@@ -148,7 +138,7 @@ def test_gradcam_on_timm_vit_is_the_patch_grid_map_upsampled(kwargs, prefix, x):
 def test_gradcam_on_hugging_face_vit_infers_the_class_token(hf_vit, x):
     model = tiny_hf_vit().double()  # a copy: the module fixture stays float32
     x = x.double()
-    grid = hand_cam(model, find_module(model, "net.net.vit.layers.1.layernorm_before"), x, TARGET, prefix=1)
+    grid = hand_cam(model, find_module(model, "net.model.vit.layers.1.layernorm_before"), x, TARGET, prefix=1)
     assert (grid > 0).any()
     torch.testing.assert_close(GradCAM().attribute(model, x, target=TARGET), upsample(grid), rtol=1e-9, atol=1e-12)
 
@@ -197,7 +187,7 @@ def test_token_grid_inference_and_errors():
 def test_guided_backprop_refuses_transformers_naming_the_activation(hf_vit, x):
     with pytest.raises(ValueError, match=r"'net\.blocks\.0\.mlp\.act' of type GELU \(and 1 more\)"):
         get_method("guided_backprop").attribute(tiny_vit(), x, target=TARGET)
-    with pytest.raises(ValueError, match=r"'net\.net\.vit\.layers\.0\.mlp\.activation_fn' of type GELUActivation"):
+    with pytest.raises(ValueError, match=r"'net\.model\.vit\.layers\.0\.mlp\.activation_fn' of type GELUActivation"):
         get_method("guided_backprop").attribute(hf_vit, x, target=TARGET)
 
 
@@ -238,7 +228,7 @@ def _ig2_maps(model, x, pool, **kwargs):
     return IG2(n_steps=6, n_references=2, **kwargs).attribute(model, x, target=TARGET, references=pool)
 
 
-@pytest.mark.parametrize("which, head", [("timm", "net.head"), ("huggingface", "net.net.classifier")])
+@pytest.mark.parametrize("which, head", [("timm", "net.head"), ("huggingface", "net.model.classifier")])
 def test_ig2_default_representation_is_the_vit_head_input(which, head, hf_vit, x):
     model = tiny_vit() if which == "timm" else hf_vit
     g = torch.Generator().manual_seed(6)
@@ -254,5 +244,5 @@ def test_ig2_default_representation_is_the_vit_head_input(which, head, hf_vit, x
 
 def test_pattern_methods_refuse_the_hugging_face_vit_naming_its_layer_norm(hf_vit, x):
     for name in ("pattern_net", "pattern_attribution", "pattern_guided_ig"):
-        with pytest.raises(ValueError, match=r"layer 'net\.net\.vit\.layers\.0\.layernorm_before' of type LayerNorm"):
+        with pytest.raises(ValueError, match=r"layer 'net\.model\.vit\.layers\.0\.layernorm_before' of type LayerNorm"):
             get_method(name, patterns="unused.npz").attribute(hf_vit, x, target=TARGET)
