@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ except ImportError as exc:  # the library alone was installed
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Dataset-wide path attribution for PyTorch image classifiers."
 )
-console = Console()
+console = Console(soft_wrap=True)  # one line per message, also in a log file: no wrapping at 80 columns
 
 
 def _quiet_environment(verbose: bool) -> None:
@@ -37,37 +38,74 @@ def _quiet_environment(verbose: bool) -> None:
 def _run(
     config: dict[str, Any] | str, verbose: bool, overwrite: list[str] | None = None, store: str | None = None
 ) -> dict[str, Any]:
+    """Check the config (preflight), then run the pipeline; a refusal or a failure is one line per
+    problem (exit 2 for a config that cannot run, 3 for a refusal, 1 for a failed run)."""
     _quiet_environment(verbose)
+    from rich.markup import escape
+
     from pathatlas.attribution.run.config import ConfigError, load_config, parse_config
+    from pathatlas.attribution.run.paths import absolute_paths
+    from pathatlas.attribution.run.preflight import preflight
 
     try:
         cfg = load_config(config) if isinstance(config, str) else parse_config(config, "demo config")
     except ConfigError as exc:
-        console.print(f"[red]config error[/red] {exc}")
+        console.print(f"[red]config error[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    problems = preflight(absolute_paths(cfg), store=store and _absolute(store))
+    if problems:
+        _print_problems(problems, config if isinstance(config, str) else "the demo config")
+        raise typer.Exit(2)
     from pathatlas.attribution.run.fingerprint import FingerprintMismatch
     from pathatlas.attribution.run.lease import LeaseHeld
 
     try:
         _lease_is_free(cfg, store)
     except LeaseHeld as exc:
-        console.print(f"[red]refused[/red] {exc}")
+        console.print(f"[red]refused[/red] {escape(str(exc))}")
         raise typer.Exit(3) from None
     from pathatlas.flows.explain import explain
+    from pathatlas.flows.run_log import CLI_LOGGER, failure_lines, log_file, run_logging
 
-    try:
-        result = explain(cfg.model_dump(mode="json"), show_progress=True, overwrite=overwrite, store=store)
-    except (FingerprintMismatch, LeaseHeld) as exc:  # refusals: nothing was computed
-        console.print(f"[red]refused[/red] {exc}")
-        raise typer.Exit(3) from None
+    log = log_file(store or cfg.store.uri)
+    with run_logging(log, verbose, lambda line: console.print(escape(line), soft_wrap=True, highlight=False)):
+        try:
+            result = explain(
+                cfg.model_dump(mode="json"),
+                show_progress=console.is_terminal,
+                overwrite=overwrite,
+                store=store,
+                preflight=False,  # done above, before Prefect started
+            )
+        except (FingerprintMismatch, LeaseHeld) as exc:  # refusals: nothing was computed
+            console.print(f"[red]refused[/red] {escape(str(exc))}")
+            raise typer.Exit(3) from None
+        except Exception as exc:
+            if verbose:
+                raise
+            logging.getLogger(CLI_LOGGER).exception("the run failed")  # the traceback, in the log file
+            for line in failure_lines(exc):
+                console.print(f"[red]error[/red] {escape(line)}", soft_wrap=True)
+            console.print(f"full log: {_shown(log)} (or run with -v for the traceback)", soft_wrap=True)
+            raise typer.Exit(1) from None
     console.print(f"store:  {_shown(result['store'])}")
     console.print(f"report: {_shown(result['report'])}")
+    console.print(f"log:    {_shown(log)}")
     drift = result.get("drift") or {}
     if drift.get("html"):
         console.print(f"drift:  {_shown(drift['html'])} (against {drift['against']})")
     elif drift:
         console.print(f"[yellow]drift: not compared with {drift['against']}: {drift['error']}[/yellow]")
     return result
+
+
+def _print_problems(problems: list[Any], source: str) -> None:
+    """One line per preflight problem, naming its config key."""
+    from rich.markup import escape
+
+    console.print(f"[red]{escape(str(source))}: {len(problems)} problem(s); nothing was started[/red]")
+    for problem in problems:
+        console.print(f"  - {escape(str(problem))}", soft_wrap=True, highlight=False)
 
 
 def _lease_is_free(cfg: Any, store: str | None) -> None:
@@ -85,6 +123,11 @@ def _lease_is_free(cfg: Any, store: str | None) -> None:
         uri, cfg.store.storage_options, run_id=f"probe-{uuid4().hex}", stale_after_s=cfg.store.lease_stale_s
     )
     probe.ensure_free()  # raises LeaseHeld naming a live holder; the flow takes over a dead one
+
+
+def _absolute(location: str) -> str:
+    """A local path made absolute (as the flow makes ``--store``); a URL as it is."""
+    return location if "://" in location else os.path.abspath(location)
 
 
 def _shown(location: str | Path) -> str:
@@ -194,21 +237,22 @@ def status(
     storage_options: str | None = typer.Option(None, "--storage-options", help=STORAGE_OPTIONS_HELP),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_OPTIONS_HELP),
 ) -> None:
-    """Done, failed and pending samples per method."""
+    """Progress and problems of a store, in samples.
+
+    Per method: maps done, failed and pending. Per metric and method: samples scored, failed,
+    skipped (the metric does not apply to them, e.g. PIC on an image the model is not sure of)
+    and pending. Then the failures grouped by reason with one example each, the skips grouped by
+    reason, the files the dataset did not take as samples, the run's state, and what to do next.
+    """
+    from pathatlas.flows.status_view import StatusView, running
+
     options = _storage_options(storage_options, config)
     rs = _open_store(store, options)
-    # the location on a line of its own: a table title is wrapped to the table's width
-    console.print(f"{_shown(store)} ({rs.n_samples} samples, {rs.n_shards} shards)", soft_wrap=True)
-    table = Table()
-    for col in ("method", "done", "failed", "pending"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for key, counts in rs.status().items():
-        table.add_row(key, str(counts["done"]), str(counts["failed"]), str(counts["pending"]))
-    console.print(table)
-    failures = rs.failures()
-    if failures:
-        console.print(f"{len(failures)} failure record(s); first: {failures[0]['sample_id']}: {failures[0]['error']}")
+    view = StatusView.read(rs)
+    view.print(console, _shown(store))
     _print_run_state(store, rs.meta, options)
+    steps = view.next_steps(str(config) if config else "CONFIG", running(store, options))
+    console.print("next: " + "; ".join(steps), soft_wrap=True, highlight=False)
 
 
 def _print_run_state(store: str, meta: dict[str, Any], storage_options: dict[str, Any] | None = None) -> None:
@@ -230,60 +274,45 @@ def _print_run_state(store: str, meta: dict[str, Any], storage_options: dict[str
 
 
 @app.command()
-def validate(config: Path) -> None:
-    """Check a run config without running anything."""
+def validate(
+    config: Path,
+    no_model: bool = typer.Option(
+        False, "--no-model", help="check the schema only: no file, dataset, model or cluster is touched"
+    ),
+) -> None:
+    """Check a run config without running anything: its schema, then (unless --no-model) what
+    `run` checks before it starts: input paths readable, output locations writable, the dataset
+    and the model build and fit together, the target within the model's outputs, every metric
+    applicable to the dataset, the Ray address answering, a requested CUDA device present.
+    Every problem is listed, one line each, naming the config key (exit 2)."""
     from rich.markup import escape  # 'pathatlas[s3]' is not markup
 
     from pathatlas.attribution.run.config import ConfigError, load_config
+    from pathatlas.attribution.run.paths import absolute_paths
+    from pathatlas.attribution.run.preflight import filesystem_missing, preflight
     from pathatlas.attribution.run.secrets import literal_secrets
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        console.print(f"[red]config error[/red] {exc}")
+        console.print(f"[red]config error[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    problem = _filesystem_missing(cfg.store.uri)
+    problem = filesystem_missing(cfg.store.uri)
     if problem:
-        console.print(f"[red]config error[/red] {escape(problem)}")
+        console.print(f"[red]config error[/red] store.uri {escape(problem)}")
         raise typer.Exit(2)
     for key in literal_secrets(cfg.store.storage_options):
         console.print(
             f"[yellow]warning[/yellow] {key} holds a credential in the file: prefer the environment's "
             "credential chain or a ${VAR} reference (it is redacted wherever pathatlas writes the config)"
         )
-    console.print(f"{config}: ok ({len(cfg.methods)} methods, {len(cfg.metrics)} metrics)")
-
-
-# each remote protocol's fsspec implementation and the pathatlas extra that installs it
-_FILESYSTEMS = {
-    "s3": ("s3fs", "s3"),
-    "s3a": ("s3fs", "s3"),
-    "gs": ("gcsfs", "gcs"),
-    "gcs": ("gcsfs", "gcs"),
-    "az": ("adlfs", "az"),
-    "abfs": ("adlfs", "az"),
-    "abfss": ("adlfs", "az"),
-}
-
-
-def _filesystem_missing(uri: str) -> str | None:
-    """Why ``uri``'s protocol cannot be opened here (its fsspec implementation is not installed,
-    or fsspec does not know it), or None."""
-    if "://" not in uri:
-        return None
-    import fsspec
-
-    protocol = uri.split("://", 1)[0]
-    try:
-        fsspec.get_filesystem_class(protocol)
-    except ImportError as exc:
-        if protocol in _FILESYSTEMS:
-            package, extra = _FILESYSTEMS[protocol]
-            return f"store.uri uses {protocol}://, which needs {package}: pip install 'pathatlas[{extra}]'"
-        return f"store.uri uses {protocol}://, which needs a package that is not installed ({exc})"
-    except ValueError:
-        return f"store.uri uses {protocol}://, which fsspec does not know"
-    return None
+    if not no_model:
+        problems = preflight(absolute_paths(cfg))
+        if problems:
+            _print_problems(problems, str(config))
+            raise typer.Exit(2)
+    checked = "schema" if no_model else "schema, paths, dataset, model, target, metrics, compute"
+    console.print(f"{config}: ok ({len(cfg.methods)} methods, {len(cfg.metrics)} metrics; checked {checked})")
 
 
 @app.command()
@@ -353,15 +382,16 @@ def report(
     from rich.markup import escape
 
     from pathatlas.attribution.run.config import ConfigError, load_config
+    from pathatlas.attribution.run.preflight import filesystem_missing
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        console.print(f"[red]config error[/red] {exc}")
+        console.print(f"[red]config error[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    problem = _filesystem_missing(store or cfg.store.uri)
+    problem = filesystem_missing(store or cfg.store.uri)
     if problem:
-        console.print(f"[red]{escape(problem)}[/red]")
+        console.print(f"[red]{escape(store or cfg.store.uri)} {escape(problem)}[/red]")
         raise typer.Exit(2)
     from pathatlas.attribution.run.lease import LeaseHeld
     from pathatlas.flows.explain import report as report_flow

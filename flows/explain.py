@@ -33,6 +33,7 @@ from pathatlas.attribution.run.learned_patterns import needs_patterns
 from pathatlas.attribution.run.lease import StoreLease
 from pathatlas.attribution.run.locations import locate, placeholders
 from pathatlas.attribution.run.paths import absolute_paths, is_url
+from pathatlas.attribution.run.preflight import ensure_runnable
 from pathatlas.attribution.run.secrets import redacted_config
 from pathatlas.tasks.attribute import attribute_dataset
 from pathatlas.tasks.data import finish_run, plan_dataset
@@ -73,20 +74,23 @@ def _run_identity() -> tuple[str, datetime]:
 
 @contextmanager
 def _run(
-    config: dict[str, Any] | str, store: str | None, new_store: bool = False
+    config: dict[str, Any] | str, store: str | None, new_store: bool = False, check: bool = False
 ) -> Iterator[tuple[dict[str, Any], str, StoreLease]]:
     """``(config as a JSON-ready dict with its placeholders filled, run id, the store's lease)``,
     holding the lease. Only ``new_store`` flows (explain, plan) may fill the store URI's
-    placeholders; a single stage of an audit needs the store it works on (``store=``)."""
+    placeholders; a single stage of an audit needs the store it works on (``store=``). ``check``:
+    run the preflight first (every problem at once, before the lease or Ray)."""
     loaded = _config(config)
+    if store is not None and not is_url(store):
+        store = os.path.abspath(store)  # like the config's own paths: workers see the driver's
+    if check:
+        ensure_runnable(loaded, store)
     if store is None and not new_store and placeholders(loaded.store.uri):
         raise ValueError(
             f"store.uri {loaded.store.uri!r} has placeholders: give this stage the store to work on "
             "(store=..., e.g. the path `pathatlas run` printed)"
         )
     run_id, when = _run_identity()
-    if store is not None and not is_url(store):
-        store = os.path.abspath(store)  # like the config's own paths: workers see the driver's
     cfg = locate(loaded, run_id, when, store)
     logger = get_run_logger()
     for line in reap():  # a killed driver's Prefect server, Ray processes
@@ -110,12 +114,14 @@ def explain(
     show_progress: bool = True,
     overwrite: list[str] | None = None,
     store: str | None = None,
+    preflight: bool = True,
 ) -> dict[str, Any]:
     """Run the whole pipeline for a run config (a dict or a YAML path); return the store and
     report paths. ``overwrite``: results to delete and recompute (``all``, a method key,
     ``<metric>/<key>``, ``<metric>``, ``patterns``); ``store``: resume this store (its placeholders
-    already filled) instead of the config's."""
-    with _run(config, store, new_store=True) as (cfg, run_id, lease):
+    already filled) instead of the config's; ``preflight``: check the config first
+    (:mod:`pathatlas.attribution.run.preflight`; the command line has done so already)."""
+    with _run(config, store, new_store=True, check=preflight) as (cfg, run_id, lease):
         store_uri = plan_dataset(cfg, overwrite or [], run_id, reopen=True)
         if needs_patterns(RunConfig.model_validate(cfg)):  # a pattern method without patterns learns them first
             learn_patterns_task(cfg, store_uri, show_progress)

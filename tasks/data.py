@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from pathatlas.attribution.run.config import RunConfig
@@ -22,6 +22,10 @@ def plan_dataset(
     starts, so a completed store is complete no longer until it ends); return the store URI."""
     cfg = RunConfig.model_validate(config)
     store = plan_store(cfg, overwrite or [], run_id)
+    skipped = store.meta.get("skipped_files") or {}
+    if skipped:  # files in the dataset folder that are no samples: say so once, at plan
+        shown = ", ".join(f"{reason}: {n}" for reason, n in skipped.items())
+        get_run_logger().info("dataset: %d file(s) skipped (%s)", sum(skipped.values()), shown)
     if reopen and store.meta.get("completed_at"):
         store.update_meta(completed_at=None)
     store.consolidate()

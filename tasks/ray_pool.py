@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,7 @@ QUIET_REPORT_S = 60.0  # log what the pool waits for when nothing has happened f
 FLUSH_INTERVAL_S = 60.0  # confirm an actor's writes at least this often (bounds the work a death loses)
 CLOSE_TIMEOUT_S = 30.0  # wait this long for actors to end their threads before killing them
 RETRY_BASE_S, RETRY_MAX_S = 1.0, 30.0  # backoff of a shard that hit a transient error
+JOB_NOTE = "in pathatlas' "  # the note a stage-stopping error gets, naming its job
 PROGRESS_LOG_S = 30.0  # without a progress bar: one log line at most this often, and at the end
 RELEASE_WAIT_S = 5.0  # after killing its actors, wait at most this long for Ray to count them free
 
@@ -89,6 +91,7 @@ def connect(compute: ComputeConfig) -> None:
         include_dashboard=False,
         object_store_memory=compute.object_store_mb * 2**20,
         log_to_driver=False,
+        logging_level=logging.WARNING,  # not "Started a local Ray instance" on every run's console
     )
     refresh_driver_record()  # Ray's processes are this driver's now: a kill must not orphan them
 
@@ -458,6 +461,8 @@ class _Pool:
             for job in suspects:
                 self._retry(job, what, delay=True)
             return
+        if isinstance(cause, BaseException) and jobs:  # which job, for the one-line summary of the failure
+            cause.add_note(f"{JOB_NOTE}job {self.method}{jobs[0].args!r}")
         raise exc  # a bug or a bad config: fail the stage at once, with the worker's traceback
 
     def _lose(self, actor: _Actor, failed: list[_Job], what: str) -> None:
@@ -616,21 +621,31 @@ def progress(
     total: int, description: str, logger: Any, bar: bool = True
 ) -> tuple[Callable[[dict], None] | None, Callable[[], None]]:
     """Progress over ``total`` shard jobs: ``(advance, close)``. With ``bar`` a rich progress bar
-    (a terminal); without, an INFO line on ``logger`` at most every ``PROGRESS_LOG_S`` seconds and
-    when the last job is done (a deployment's log)."""
+    (a terminal); without, an INFO line on ``logger`` every ``PROGRESS_LOG_S`` seconds while jobs
+    run, whether or not one finished (a log file, a deployment's log), and one when the last is done."""
     if total == 0:
         return None, lambda: None
     if not bar:
-        started, state = time.monotonic(), {"done": 0, "logged": time.monotonic()}
+        started, done, stop = time.monotonic(), [0], threading.Event()
 
-        def log_line(_result: dict) -> None:
-            state["done"] += 1
-            now = time.monotonic()
-            if state["done"] == total or now - state["logged"] >= PROGRESS_LOG_S:
-                state["logged"] = now
-                logger.info("%s: %d/%d shard job(s) done, %.0f s", description, state["done"], total, now - started)
+        def line() -> None:
+            elapsed = time.monotonic() - started
+            left = f", ~{elapsed * (total - done[0]) / done[0]:.0f} s left" if 0 < done[0] < total else ""
+            logger.info("%s: %d/%d shard job(s) done, %.0f s%s", description, done[0], total, elapsed, left)
 
-        return log_line, lambda: None
+        def tick() -> None:
+            while not stop.wait(PROGRESS_LOG_S):
+                line()
+
+        threading.Thread(target=tick, name=f"progress-{description}", daemon=True).start()
+
+        def advance(_result: dict) -> None:
+            done[0] += 1
+            if done[0] == total:
+                stop.set()
+                line()
+
+        return advance, stop.set
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     shown = Progress(
@@ -663,12 +678,16 @@ def record_lost_shard(
     and per method ``key`` not ``done`` (``done(key)``: the stage's done flags of ``key``, by
     shard) -- a job's first keys may have been written before a later one killed its actor --
     in group ``<stage>.<key>.<shard>``, replaced on a re-run and cleared by a later success. The
-    done flags stay unset, so a re-run tries those keys again."""
-    from pathatlas.attribution.run.failures import failure
+    done flags stay unset, so a re-run tries those keys again. ``stage``: ``attribute`` or
+    ``evaluate.<metric>`` (the evaluate stage's records name their metric); every record's category
+    is ``shard given up``, whatever the error was."""
+    from pathatlas.attribution.run.failures import GIVEN_UP, failure
 
     shard = store.shards()[shard_index]
     ids = store.sample_ids()[shard.start : shard.stop]
     text = f"gave up after {tries} tries, the last: {error}"
     for key in (k for k in keys if not done(k)[shard_index]):
-        records = [dict(failure(sid, shard.start + i, stage, key, text), attempts=tries) for i, sid in enumerate(ids)]
+        records = [
+            dict(failure(sid, shard.start + i, stage, key, text, GIVEN_UP), attempts=tries) for i, sid in enumerate(ids)
+        ]
         store.record_failures(stage, key, shard, records)

@@ -31,7 +31,9 @@ class Sample:
     ``boxes`` is ``(K, 4)`` float32 ``x0, y0, x1, y1`` in the preprocessed image's pixel
     coordinates (``None`` when the dataset has none); ``masks`` maps a name ("signal",
     "distractor", "object") to a ``(H, W)`` bool array; ``counterfactual`` is the exact image
-    without its signal, ``(C, H, W)``, when the dataset knows it.
+    without its signal, ``(C, H, W)``, when the dataset knows it. ``box_problem``: why the
+    sample's boxes cannot be scored although its dataset has boxes (e.g. every box of its file lies
+    outside the image); localization records it as that sample's failure, other metrics ignore it.
     """
 
     id: str
@@ -40,6 +42,7 @@ class Sample:
     boxes: np.ndarray | None = None
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     counterfactual: np.ndarray | None = None
+    box_problem: str | None = None
 
     def boxes_mask(self) -> np.ndarray:
         """``(H, W)`` bool: the union of the boxes (a pixel is in a box when its centre is)."""
@@ -57,6 +60,11 @@ class Dataset(Protocol):
 
     ``load`` must be deterministic and independent of the order in which indices are loaded,
     so that any worker can load any shard. It raises :class:`SampleError` for a bad sample.
+
+    ``class_names[i]`` names model class ``i`` (a list indexed by class index, not by folder).
+    A dataset read from a folder may also have ``skipped_files: dict[str, int]`` (reason -> count
+    of files it did not take as samples, e.g. ``{"not an image (extension .txt)": 3}``); the plan
+    records it in the store meta (``{}`` for datasets without it).
     """
 
     image_shape: tuple[int, int, int]

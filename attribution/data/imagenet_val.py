@@ -15,7 +15,10 @@
 A sample whose label or box file is missing or malformed raises :class:`SampleError` when it is
 loaded (the pipeline quarantines it and goes on) and has label ``-1`` in the plan; a broken
 devkit, CSV header or mapping file stops the build with the file named. Files in the folder that
-are not ``ILSVRC2012_val_*.JPEG`` are left out and listed in :attr:`ImageNetValDataset.ignored`.
+are not ``ILSVRC2012_val_*.JPEG`` are left out, listed in :attr:`ImageNetValDataset.ignored` and
+counted in ``skipped_files``. Boxes are clipped to the original image; a sample whose boxes all lie
+outside it gets a ``box_problem`` (:func:`.preprocess.place_boxes`). ``class_names`` (a list or
+file, :func:`.class_names.read_class_names`) replaces the names of the class index.
 
 References: Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015;
 torchvision ``datasets/imagenet.py`` (``parse_meta_mat``: leaf synsets are those with
@@ -37,14 +40,16 @@ from typing import Any
 import numpy as np
 
 from .base import Sample, SampleError
-from .boxes import read_voc_objects, voc_to_pixels
-from .preprocess import ImagePreprocessing, transform_boxes
+from .boxes import load_voc, voc_to_pixels
+from .class_names import names_by_index, with_class_names
+from .preprocess import ImagePreprocessing, place_boxes
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG", re.IGNORECASE)
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 N_CLASSES = 1000  # ILSVRC2012 classification synsets
+SKIPPED = "not named ILSVRC2012_val_<8 digits>.JPEG"  # the skip reason of every other entry of the folder
 
 
 @dataclass
@@ -187,25 +192,23 @@ class ClassIndex:
 
     def class_names(self, fallback: dict[str, str]) -> list[str]:
         """Names by class index (position ``i`` names class ``i``); a gap is named by its index."""
-        out = [str(i) for i in range(max(self.index.values(), default=-1) + 1)]
-        for wnid, i in self.index.items():
-            out[i] = self.names.get(wnid) or fallback.get(wnid) or wnid
-        return out
+        return names_by_index(self.index, {w: self.names.get(w) or fallback.get(w) or w for w in self.index})
 
 
-def read_class_index(source: str | Path | dict[str, int] | None, synsets: list[str]) -> ClassIndex:
+def read_class_index(source: str | Path | dict[str, int] | None, synsets: list[str], unique: bool = True) -> ClassIndex:
     """The mapping: torchvision's (sorted ``synsets``) when ``source`` is None, an inline
     ``{wnid: index}``, or a file (Keras' ``imagenet_class_index.json``, ``{wnid: index}`` JSON,
-    Kaggle's ``LOC_synset_mapping.txt``)."""
+    Kaggle's ``LOC_synset_mapping.txt``). ``unique``: refuse two keys mapped to one class (an image
+    folder may merge folders into one class)."""
     if source is None:
         return ClassIndex({w: i for i, w in enumerate(sorted(synsets))}, {})
     if isinstance(source, dict):
-        return _checked(dict(source), {}, "class_index")
+        return _checked(dict(source), {}, "class_index", unique)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"class_index {str(path)!r} does not exist")
     if path.suffix.lower() == ".txt":
-        return _synset_mapping_txt(path)
+        return _synset_mapping_txt(path, unique)
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -217,27 +220,28 @@ def read_class_index(source: str | Path | dict[str, int] | None, synsets: list[s
             raise ValueError(f"class_index {path}: not Keras' {{'0': [wnid, name]}} format: {exc}") from None
         if len(pairs) < len(data):
             raise ValueError(f"class_index {path}: a synset is listed under more than one class")
-        return _checked({w: i for w, (i, _) in pairs.items()}, {w: n for w, (_, n) in pairs.items() if n}, str(path))
+        names = {w: n for w, (_, n) in pairs.items() if n}
+        return _checked({w: i for w, (i, _) in pairs.items()}, names, str(path), unique)
     if isinstance(data, dict):
-        return _checked(data, {}, str(path))
+        return _checked(data, {}, str(path), unique)
     raise ValueError(f"class_index {path} must be a JSON object ({{wnid: index}} or Keras' class index)")
 
 
-def _synset_mapping_txt(path: Path) -> ClassIndex:
+def _synset_mapping_txt(path: Path, unique: bool = True) -> ClassIndex:
     index, names = {}, {}
     for i, line in enumerate(line for line in path.read_text().splitlines() if line.strip()):
         wnid, _, words = line.strip().partition(" ")
         index[wnid], names[wnid] = i, words.split(",")[0].strip()
-    return _checked(index, names, str(path))
+    return _checked(index, names, str(path), unique)
 
 
-def _checked(index: dict[str, Any], names: dict[str, str], where: str) -> ClassIndex:
+def _checked(index: dict[str, Any], names: dict[str, str], where: str, unique: bool = True) -> ClassIndex:
     bad = {w: i for w, i in index.items() if not isinstance(i, int) or isinstance(i, bool) or i < 0}
     if bad:
         raise ValueError(f"{where}: class indices must be integers >= 0, got {dict(list(bad.items())[:3])}")
     seen: dict[int, str] = {}
     for wnid, i in index.items():
-        if i in seen:
+        if unique and i in seen:
             raise ValueError(f"{where}: synsets {seen[i]!r} and {wnid!r} both map to class {i}")
         seen[i] = wnid
     return ClassIndex(index, names)
@@ -262,6 +266,7 @@ class ImageNetValDataset:
         resize: int | None = 256,
         crop: int | None = 224,
         preprocessing: ImagePreprocessing | None = None,  # replaces resize/crop (interpolation, modes, ...)
+        class_names: str | Path | list[str] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -272,6 +277,8 @@ class ImageNetValDataset:
             raise ValueError("imagenet_val needs 'crop' so that all images share one shape")
         self.image_shape = shape
         self.files, self.ignored = _list_images(self.root)
+        self.skipped_files = {SKIPPED: len(self.ignored)} if self.ignored else {}
+        self.skipped_examples = {SKIPPED: self.ignored[:3]} if self.ignored else {}
         if not self.files:
             raise ValueError(f"ImageNet val folder {str(self.root)!r} holds no ILSVRC2012_val_<8 digits>.JPEG files")
         if self.ignored:
@@ -288,7 +295,7 @@ class ImageNetValDataset:
                 len(self.labels.synsets),
                 N_CLASSES,
             )
-        self.class_names = self.classes.class_names(self.labels.words)
+        self.class_names = with_class_names(self.classes.class_names(self.labels.words), class_names, "class_index")
         self.has_boxes = boxes is not None
         self._boxes = _box_source(Path(boxes), Path(labels), self.labels) if boxes is not None else None
 
@@ -316,9 +323,8 @@ class ImageNetValDataset:
         label = self._label(stem)
         boxes = self._boxes.boxes(stem) if self._boxes is not None else None
         image, geometry = self.preprocessing.load(self.files[index], stem)
-        return Sample(
-            id=stem, image=image, label=label, boxes=None if boxes is None else transform_boxes(boxes, geometry)
-        )
+        placed, problem = place_boxes(boxes, geometry) if boxes is not None else (None, None)
+        return Sample(id=stem, image=image, label=label, boxes=placed, box_problem=problem)
 
 
 def _list_images(root: Path) -> tuple[list[Path], list[str]]:
@@ -338,13 +344,7 @@ class _XmlBoxes:
         self.folder = folder / "val" if (folder / "val").is_dir() else folder
 
     def boxes(self, stem: str) -> np.ndarray:
-        path = self.folder / f"{stem}.xml"
-        if not path.is_file():
-            raise SampleError(stem, f"box file {path} does not exist")
-        try:
-            return read_voc_objects(path)[1]
-        except ValueError as exc:
-            raise SampleError(stem, str(exc)) from None
+        return load_voc(self.folder / f"{stem}.xml", stem)
 
 
 class _CsvBoxes:

@@ -85,9 +85,10 @@ class MetricBatch:
     ``targets`` ``(N,)`` int64; ``indices`` ``(N,)`` global sample indices (seeds derive from them
     so results do not depend on sharding); ``predict`` maps ``(M, C, H, W)`` to class probabilities
     ``(M, classes)`` in memory-bounded chunks; ``counterfactuals`` ``(N, C, H, W)`` and ``masks``
-    ``name -> (N, H, W)`` when the dataset has them. ``group_size(bytes_per_item)`` says how many
-    items of working memory fit at once (a run passes its engine's
-    :meth:`~pathatlas.attribution.engine.GradientEngine.group_size`).
+    ``name -> (N, H, W)`` when the dataset has them; ``box_problems`` ``(N,)``: why a sample's
+    boxes cannot be scored (``None`` where they can; the dataset's ``Sample.box_problem``).
+    ``group_size(bytes_per_item)`` says how many items of working memory fit at once (a run passes
+    its engine's :meth:`~pathatlas.attribution.engine.GradientEngine.group_size`).
     """
 
     images: torch.Tensor
@@ -98,6 +99,7 @@ class MetricBatch:
     counterfactuals: torch.Tensor | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     group_size: Callable[[int], int] | None = None
+    box_problems: list[str | None] | None = None
 
     def items_per_group(self, bytes_per_item: int) -> int:
         """``group_size``, or the engine's default budget on the images' device."""
@@ -108,11 +110,22 @@ class MetricBatch:
 
 @dataclass
 class Scores:
-    """One batch's scores: ``values`` ``output -> (N, *shape)`` float32 (NaN where undefined) and
-    the ``skipped`` rows of the batch with the reason (their values are NaN)."""
+    """One batch's scores: ``values`` ``output -> (N, *shape)`` float32 (NaN where undefined);
+    the ``skipped`` rows (the metric does not apply to the sample by its definition) and the
+    ``failed`` rows (the sample's data cannot be scored, e.g. boxes outside the image), each with
+    the reason (their values are NaN).
+
+    ``categories``: a short reason class per skipped or failed row, the same for every sample with
+    that cause (default: the reason with its numbers and names taken out). ``map_independent``:
+    rows whose reason does not depend on the map, so it holds for every method and is stored once
+    per sample (e.g. PIC's checks of the original image and the blurred start).
+    """
 
     values: dict[str, np.ndarray]
     skipped: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    categories: dict[int, str] = field(default_factory=dict)
+    map_independent: set[int] = field(default_factory=set)
 
 
 class Metric:

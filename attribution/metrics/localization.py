@@ -14,7 +14,9 @@ Scores use ``|map|`` of the stored (channel-summed) map:
 
 Undefined cases are NaN: an all-zero map (mass), a constant map (pointing game), an empty region
 (all three; e.g. a photo without boxes) and a region covering the whole image (ROC-AUC, pointing
-game).
+game). An empty region is a *skip* of the sample (e.g. no box inside the crop), and boxes the
+dataset could not use (``Sample.box_problem``, e.g. every box outside the image) a *failure* of
+it; neither depends on the map, so a run stores each once per sample.
 
 References: Kapishnikov et al., "Guided Integrated Gradients", CVPR 2021 (weak localization);
 Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016 (pointing game);
@@ -81,8 +83,17 @@ class Localization(Metric):
             grown = binary_dilation(region, structure=structure)
         n = len(maps)
         out = {name: np.full(n, np.nan, np.float32) for name in self.outputs((0, 0, 0))}
+        result = Scores(out)
+        problems = (batch.box_problems or [None] * n) if s.region == "boxes" else [None] * n
         for i in range(n):
             m, r = maps[i].ravel(), region[i].ravel()
+            if problems[i]:  # the sample's boxes are wrong: its region means nothing
+                result.failed[i] = f"boxes: {problems[i]}"
+                result.map_independent.add(i)
+                continue
+            if not r.any():
+                result.skipped[i], result.categories[i] = _empty_region(s.region)
+                result.map_independent.add(i)
             out[f"mass_{s.region}"][i] = mass(m, r) if r.any() else np.nan
             for name in s.masks:
                 out[f"mass_{name}"][i] = mass(m, batch.masks[name][i].cpu().numpy().ravel().astype(bool))
@@ -90,7 +101,14 @@ class Localization(Metric):
             if 0 < r.sum() < r.size and m.max() > m.min():
                 top = m == m.max()
                 out["pointing_game"][i] = grown[i].ravel()[top].mean()
-        return Scores(out)
+        return result
+
+
+def _empty_region(region: str) -> tuple[str, str]:
+    """``(reason, reason class)`` of a sample whose ``region`` has no pixel."""
+    if region == "boxes":
+        return "no box inside the crop", "no box inside the crop"
+    return f"the {region!r} mask is empty", f"empty {region!r} mask"
 
 
 def mass(values: np.ndarray, inside: np.ndarray) -> float:

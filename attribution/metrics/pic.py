@@ -8,7 +8,8 @@ start and the original; the performance axis is the target's softmax probability
 "predicted class == target" (AIC), normalised the same way, clipped to [0, 1] and (by default)
 kept monotone. Curves are resampled on ``num_data_points`` + 1 points of [0, 1]. Images the
 reference would skip (prediction below ``min_pred_value``, a blurred start that is not less
-informative or not less predictive than the original) get NaN and a recorded reason.
+informative or not less predictive than the original) get NaN and a recorded skip: every such
+reason is about the image, not the map, so a run stores it once per sample for all methods.
 
 SIC and AIC share one set of reconstructions and one batched prediction. What does not depend on
 the map -- the random mask, the blurred start and the WebP sizes of the original and of the start --
@@ -216,12 +217,12 @@ class PIC(Metric):
         sic = probs.gather(2, target[:, :, None].expand(-1, probs.shape[1], 1))[..., 0].double().cpu().numpy()
         aic = (probs.argmax(2) == target).double().cpu().numpy()
         out = {k: np.full((n, *o.shape), np.nan, np.float32) for k, o in self.outputs((3, h, w)).items()}
-        skipped: dict[int, list[str]] = {}
+        skipped: dict[int, list[tuple[str, str, str]]] = {}  # row -> (curve, reason class, reason)
         for name, preds in (("sic", sic), ("aic", aic)):
             for i in range(n):
-                reason = _skip_reason(entropies[i], preds[i], s.min_pred_value)
-                if reason:
-                    skipped.setdefault(i, []).append(f"{name.upper()}: {reason}")
+                why = _skip_reason(entropies[i], preds[i], s.min_pred_value)
+                if why:
+                    skipped.setdefault(i, []).append((name.upper(), *why))
                     continue
                 curve = pic_curve(
                     entropies[i, 2:],
@@ -235,7 +236,14 @@ class PIC(Metric):
                 )
                 out[name][i] = curve
                 out[f"{name}_auc"][i] = np.trapezoid(curve, curve_grid(s.num_data_points))
-        return Scores(out, {i: "; ".join(r) for i, r in skipped.items()})
+        # every reason compares the original with the blurred start, neither of which depends on
+        # the map: a skipped sample is skipped for every method
+        return Scores(
+            out,
+            {i: "; ".join(f"{curve}: {text}" for curve, _, text in r) for i, r in skipped.items()},
+            categories={i: _joined_class(r) for i, r in skipped.items()},
+            map_independent=set(skipped),
+        )
 
     def start(self, image: np.ndarray, index: int) -> Start:
         """The :class:`Start` of the uint8 ``image`` ``(H, W, C)`` with global sample ``index``
@@ -257,14 +265,31 @@ class PIC(Metric):
         return start
 
 
-def _skip_reason(entropy: np.ndarray, pred: np.ndarray, min_pred_value: float) -> str | None:
-    """Why the reference would skip this image (``ComputePicMetricError``), or ``None``."""
+def _skip_reason(entropy: np.ndarray, pred: np.ndarray, min_pred_value: float) -> tuple[str, str] | None:
+    """``(reason class, reason)`` the reference would skip this image for
+    (``ComputePicMetricError``), or ``None``. Each looks only at the original image and the
+    blurred start (entries 0 and 1), never at the map's reconstructions."""
     if pred[0] < min_pred_value:
-        return f"prediction on the original {pred[0]:.3f} is below min_pred_value {min_pred_value}"
+        return (
+            f"prediction on the original below min_pred_value {min_pred_value}",
+            f"prediction on the original {pred[0]:.3f} is below min_pred_value {min_pred_value}",
+        )
     if entropy[1] >= entropy[0]:
         return (
-            f"the blurred start is not less informative than the original ({entropy[1]:.0f} >= {entropy[0]:.0f} bytes)"
+            "blurred start not less informative than the original",
+            f"the blurred start is not less informative than the original ({entropy[1]:.0f} >= {entropy[0]:.0f} bytes)",
         )
     if pred[1] >= pred[0]:
-        return f"the prediction on the blurred start is not lower ({pred[1]:.3f} >= {pred[0]:.3f})"
+        return (
+            "prediction on the blurred start not lower",
+            f"the prediction on the blurred start is not lower ({pred[1]:.3f} >= {pred[0]:.3f})",
+        )
     return None
+
+
+def _joined_class(reasons: list[tuple[str, str, str]]) -> str:
+    """One sample's reason class over its skipped curves: ``SIC, AIC: <class>`` when they agree."""
+    by_class: dict[str, list[str]] = {}
+    for curve, category, _ in reasons:
+        by_class.setdefault(category, []).append(curve)
+    return "; ".join(f"{', '.join(curves)}: {category}" for category, curves in by_class.items())

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..metrics import Metric, Output, get_metric
 from ..run.config import RunConfig
+from ..run.failures import skipped_files
 from ..run.store import RunStore, ScoreArray
 from . import stats
 from .overlays import (
@@ -134,6 +135,8 @@ class ReportData:
     diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
     progress: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    skips: list[dict[str, Any]] = field(default_factory=list)  # a metric that does not apply to a sample
+    skipped_files: dict[str, int] = field(default_factory=dict)  # files not taken as samples: reason -> count
     notes: list[str] = field(default_factory=list)
     resamples: int = stats.N_RESAMPLES
     run_level_resamples: int = stats.RUN_LEVEL_RESAMPLES
@@ -182,6 +185,7 @@ def collect_report_data(
     ``cfg.report.worst_k``) per method, on one colour scale per sample if ``shared_scale`` (default
     ``cfg.report.shared_scale``). ``workers``: methods summarised at once (default 2, or 1 core)."""
     keys = [m.store_key for m in cfg.methods]
+    failures, skips = store.records()  # one read of the quarantine
     data = ReportData(
         title=f"pathatlas run '{cfg.name}'",
         methods=keys,
@@ -189,7 +193,9 @@ def collect_report_data(
         provenance=_provenance(store),
         diagnostics=_diagnostics(store, keys),
         progress=store.status(),
-        failures=store.failures(),
+        failures=failures,
+        skips=skips,
+        skipped_files=skipped_files(store.meta.get("skipped_files")),
         resamples=n_resamples,
         run_level_resamples=run_level_resamples,
         shared_scale=cfg.report.shared_scale if shared_scale is None else shared_scale,
@@ -348,10 +354,12 @@ def _diagnostics(store: RunStore, keys: list[str]) -> dict[str, dict[str, float]
                 continue  # no finite value: nothing to show, rather than a number next to n = 0
             if name == "seconds":
                 row["ms per sample"] = float(1000 * v.mean())
+                row["n timed"] = int(v.size)  # an int: shown as a count, next to the number it is of
             elif name.endswith("relative_residual"):
                 what = _residual_label(name)
                 row[f"{what}, median"] = float(np.median(v))
                 row[f"{what}, p95"] = float(np.percentile(v, 95))
+                row[f"{what}, n"] = int(v.size)
             # other diagnostics (the signed residual, f(x) - f(b)) feed these two and are not shown
         out[key] = row
     return out

@@ -18,8 +18,8 @@ from markupsafe import Markup
 
 from . import stats, tables
 from .data import ReportData
-from .figures import curve_figure, method_colours, png_data_uri
-from .maps import MapsTable, maps_caption, maps_tables
+from .figures import curve_figure, method_styles, png_data_uri
+from .maps import ABS_CMAP, CMAP, MapsTable, colour_bar, maps_caption, maps_tables
 from .overlays import OverlayGroup
 from .sanity import sanity_context
 
@@ -40,6 +40,7 @@ SECTIONS = (
     ("provenance", "Provenance"),
 )
 ANCHOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+BREAK_AFTER = re.compile(r"(?<=[_.(,])")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def page_context(data: ReportData, sections: Sequence[ReportSection] = ()) -> di
     """Everything the templates use: :class:`tables.Table` objects, figure data URIs, the maps
     tables, the extra sections and notes."""
     check_sections(sections)
-    colours = method_colours(data.methods)
+    styles = method_styles(data.methods)  # one colour and line style per method, in every figure
     failures, failures_note = tables.failures_table(data)
     agreement, agreement_sentence = tables.agreement_table(data)
     extra = [(s.anchor, s.title, Markup(s.html)) for s in sections]  # trusted: see ReportSection
@@ -109,11 +110,12 @@ def page_context(data: ReportData, sections: Sequence[ReportSection] = ()) -> di
         "paired": tables.paired_table(data),
         "agreement": agreement,
         "agreement_sentence": agreement_sentence,
-        "curves": [(f"{g.info.label} ({g.metric})", png_data_uri(curve_figure(g, colours))) for g in data.curves],
-        "sanity": sanity_context(data.sanity, colours),
+        "curves": [(f"{g.info.label} ({g.metric})", png_data_uri(curve_figure(g, styles))) for g in data.curves],
+        "sanity": sanity_context(data.sanity, styles),
         "maps_caption": maps_caption(data.shared_scale),
         "map_tables": _map_tables(data),
-        "map_methods": data.methods,
+        "map_methods": [(k, breakable(k), styles[k].hex, styles[k].dash) for k in data.methods],
+        "colour_bars": {"signed": colour_bar(CMAP, signed=True), "absolute": colour_bar(ABS_CMAP, signed=False)},
         "diagnostics": tables.diagnostics_table(data),
         "progress": tables.progress_table(data),
         "failures": failures,
@@ -122,6 +124,12 @@ def page_context(data: ReportData, sections: Sequence[ReportSection] = ()) -> di
         "provenance": tables.provenance_table(data),
         "config_json": json.dumps(data.provenance.config, indent=2, default=str),
     }
+
+
+def breakable(key: str) -> list[str]:
+    """``key`` in pieces after each ``_``, ``.``, ``(`` or ``,``: the page may break a long method
+    key there (``<wbr>``) rather than mid-word."""
+    return [p for p in BREAK_AFTER.split(key) if p]
 
 
 def _map_tables(data: ReportData) -> list[MapsTable]:

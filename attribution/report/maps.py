@@ -1,13 +1,16 @@
-"""The maps tables: each shown sample's image (with its mask outlines) and every method's signed
-map as small PNG tiles, one HTML table cell each.
+"""The maps of the report: each shown sample's image (with its mask outlines) and every method's
+map drawn over it, as small PNG tiles in a wrapping grid (one block per sample).
 
 Tiles keep the page cheap to draw at ImageNet scale (a hundred samples x twenty methods is a few
 seconds, where one matplotlib figure with thousands of axes takes minutes) and its text (sample,
-why it is shown, method) selectable and escaped like every other cell. Maps are signed and shown
-with a diverging colormap centred at 0, divided by a scale and clipped to [-1, 1]: a map's own
-99.5th percentile of |map| (methods of different magnitudes stay comparable, a few extreme
-pixels do not wash out the rest) or, with a shared scale, the largest of the row's scales (so
-magnitudes compare across methods, and no map clips more than its own 0.5 % of pixels).
+why it is shown, method) selectable and escaped like every other cell. A map is divided by a scale
+and clipped to [-1, 1]: a map's own 99.5th percentile of |map| (methods of different magnitudes
+stay comparable, a few extreme pixels do not wash out the rest) or, with a shared scale, the
+largest of the row's scales (so magnitudes compare across methods, and no map clips more than its
+own 0.5 % of pixels). Each map comes twice, as paletted PNGs whose opacity grows with |map| (so
+the image shows through where the map is small): signed on a diverging colormap centred at 0,
+and absolute on a sequential one; the page switches between them, with or without the image
+underneath (CSS only, no script).
 """
 
 from __future__ import annotations
@@ -31,14 +34,20 @@ TILE_MAX_PX = 128  # larger images and maps are shrunk (box filter) to at most t
 MASK_COLOURS = ("lime", "orange", "cyan", "magenta")
 NO_VALUE_GREY = (200, 200, 200)
 CMAP = "RdBu_r"
+ABS_CMAP = "YlOrRd"
+OPACITY = 0.9  # the opacity at full scale: the image stays faintly visible under the strongest pixels
+BACKDROP = (0.3, 0.85)  # the grey levels the image's luminance spans under the maps
+GAMMA = 0.7  # opacity = OPACITY * |map / scale| ** GAMMA: a little more visible than linear at mid values
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One cell's picture (``uri``: a PNG data URI; ``None``: nothing to draw) and its tooltip."""
+    """One cell's picture (``uri``: a PNG data URI, for a map the signed one; ``None``: nothing to
+    draw), its tooltip, and for a map the absolute picture (``absolute``)."""
 
     uri: str | None
     title: str
+    absolute: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class MapsRow:
     reasons: list[str]
     image: Tile
     maps: list[Tile]
+    backdrop: str | None = None  # the image the maps are drawn over (:func:`backdrop_rgb`), a PNG data URI
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,39 @@ def palette() -> np.ndarray:
     return np.concatenate([steps, np.array([NO_VALUE_GREY], dtype=np.uint8)])
 
 
+def abs_palette() -> np.ndarray:
+    """``(256, 3)`` uint8: 255 steps of the sequential colormap from 0 to 1, then grey."""
+    steps = np.round(colormaps[ABS_CMAP](np.linspace(0.0, 1.0, 255))[:, :3] * 255).astype(np.uint8)
+    return np.concatenate([steps, np.array([NO_VALUE_GREY], dtype=np.uint8)])
+
+
+def opacity(magnitude: np.ndarray) -> np.ndarray:
+    """``|map| / scale`` in [0, 1] -> opacity in [0, 255] (uint8): :data:`OPACITY` ``* m **``
+    :data:`GAMMA`; 0 is transparent, so the image shows where a map is 0."""
+    m = np.clip(np.asarray(magnitude, dtype=np.float64), 0.0, 1.0)
+    return np.rint(255 * OPACITY * m**GAMMA).astype(np.uint8)
+
+
+def _alphas(magnitudes: np.ndarray) -> np.ndarray:
+    """The ``(256,)`` opacities of a palette whose first 255 entries have ``magnitudes``; the
+    last (no value) opaque."""
+    return np.concatenate([opacity(magnitudes), np.array([255], dtype=np.uint8)])
+
+
 PALETTE = palette()
+ABS_PALETTE = abs_palette()
+SIGNED_ALPHA = _alphas(np.abs(np.linspace(-1.0, 1.0, 255)))
+ABS_ALPHA = _alphas(np.linspace(0.0, 1.0, 255))
+
+
+def colour_bar(cmap: str, signed: bool, stops: int = 9) -> str:
+    """A CSS ``linear-gradient`` of the colours (with their opacity) from ``-1`` (``signed``) or
+    0 to 1, for the legend above the maps."""
+    x = np.linspace(-1.0 if signed else 0.0, 1.0, stops)
+    rgb = np.round(colormaps[cmap]((x + 1) / 2 if signed else x)[:, :3] * 255).astype(int)
+    alpha = opacity(np.abs(x)) / 255
+    colours = ", ".join(f"rgba({r}, {g}, {b}, {a:.2f})" for (r, g, b), a in zip(rgb, alpha, strict=True))
+    return f"linear-gradient(to right, {colours})"
 
 
 def map_indices(values: np.ndarray, scale: float) -> np.ndarray:
@@ -97,10 +139,32 @@ def map_indices(values: np.ndarray, scale: float) -> np.ndarray:
     return np.where(finite, np.rint((x + 1.0) * 127.0), 255).astype(np.uint8)
 
 
+def abs_indices(values: np.ndarray, scale: float) -> np.ndarray:
+    """``(H, W)`` map -> ``(H, W)`` uint8 indices into :data:`ABS_PALETTE`: ``|values| / scale``
+    clipped to [0, 1] in 255 steps, 255 where a pixel has no value."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    x = np.clip(np.abs(np.where(finite, v, 0.0)) / scale, 0.0, 1.0)
+    return np.where(finite, np.rint(x * 254.0), 255).astype(np.uint8)
+
+
 def map_rgb(values: np.ndarray, scale: float) -> np.ndarray:
     """``(H, W)`` signed map -> ``(H, W, 3)`` uint8 on the diverging colormap (0 white, ±scale
     the full colours); non-finite pixels grey."""
     return PALETTE[map_indices(values, scale)]
+
+
+def backdrop_rgb(image: np.ndarray, masks: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(H, W, C)`` image in [0, 1] -> ``(H, W, 3)`` uint8: its luminance (Rec. 709), lightened
+    to [:data:`BACKDROP`], with the mask outlines of :func:`image_rgb` in colour: a colourful
+    image under a coloured map would hide the map's colours."""
+    img = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    if img.ndim == 2:
+        img = img[..., None]
+    lum = img[..., 0] if img.shape[2] == 1 else img[..., :3] @ np.array([0.2126, 0.7152, 0.0722])
+    lo, hi = BACKDROP
+    grey = np.repeat((lo + (hi - lo) * lum)[..., None], 3, axis=2)
+    return image_rgb(grey, masks)
 
 
 def image_rgb(image: np.ndarray, masks: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -124,14 +188,21 @@ def png_uri(rgb: np.ndarray) -> str:
     return _png(Image.fromarray(np.ascontiguousarray(rgb)))
 
 
-def map_png_uri(values: np.ndarray, scale: float) -> str:
-    """A map's tile (:func:`map_rgb`) as a paletted PNG data URI: one byte a pixel, a third of
-    the RGB size; shrunk through RGB when it is larger than :data:`TILE_MAX_PX`."""
-    indices = map_indices(values, scale)
-    if max(indices.shape) > TILE_MAX_PX:
-        return png_uri(PALETTE[indices])
+def map_png_uri(values: np.ndarray, scale: float, absolute: bool = False) -> str:
+    """A map's tile as a paletted PNG data URI with an opacity per palette entry (one byte a
+    pixel): signed on :data:`PALETTE` (its colours are :func:`map_rgb`), or ``absolute`` on
+    :data:`ABS_PALETTE`, each pixel as opaque as :func:`opacity` of its magnitude. A map larger
+    than :data:`TILE_MAX_PX` is first shrunk as numbers (box filter), so it stays paletted."""
+    v = np.asarray(values, dtype=np.float64)
+    if max(v.shape) > TILE_MAX_PX:
+        ratio = TILE_MAX_PX / max(v.shape)
+        size = (max(1, round(v.shape[1] * ratio)), max(1, round(v.shape[0] * ratio)))
+        v = np.asarray(Image.fromarray(v.astype(np.float32)).resize(size, Image.Resampling.BOX))
+    indices = abs_indices(v, scale) if absolute else map_indices(v, scale)
+    colours, alphas = (ABS_PALETTE, ABS_ALPHA) if absolute else (PALETTE, SIGNED_ALPHA)
     picture = Image.fromarray(np.ascontiguousarray(indices))  # "L", made "P" by its palette
-    picture.putpalette(PALETTE.ravel().tolist())
+    picture.putpalette(colours.ravel().tolist())
+    picture.info["transparency"] = alphas.tobytes()  # PNG tRNS: one opacity per palette entry
     return _png(picture)
 
 
@@ -155,9 +226,11 @@ def maps_row(sample: OverlaySample, methods: list[str], shared: bool) -> MapsRow
         if m is None or not math.isfinite(scale):
             tiles.append(Tile(None, "no map"))
             continue
-        tiles.append(Tile(map_png_uri(m, scale), f"{key}: ±{scale:.3g} at full colour"))
+        title = f"{key}: ±{scale:.3g} at full colour"
+        tiles.append(Tile(map_png_uri(m, scale), title, map_png_uri(m, scale, absolute=True)))
     image = Tile(png_uri(image_rgb(sample.image, sample.masks)), sample.sample_id)
-    return MapsRow(sample.sample_id, sample.label, sample.target, list(sample.reasons), image, tiles)
+    backdrop = png_uri(backdrop_rgb(sample.image, sample.masks))
+    return MapsRow(sample.sample_id, sample.label, sample.target, list(sample.reasons), image, tiles, backdrop)
 
 
 def maps_tables(groups: list[OverlayGroup], methods: list[str], shared: bool) -> list[MapsTable]:
@@ -175,6 +248,8 @@ def maps_caption(shared: bool) -> str:
         "with different magnitudes are comparable in shape."
     )
     return (
-        f"Signed maps, red positive, blue negative, white 0, clipped at the scale (hover a map for it). {scale} "
+        "Each method's map over the sample's image, more opaque where |map| is larger (transparent at 0): "
+        "signed (red positive, blue negative) or absolute (|map|, yellow to red), clipped at the scale "
+        f"(hover a map for it); switch above the maps. {scale} "
         "Outlines where the dataset has masks: the signal green, other masks such as the distractor orange."
     )

@@ -20,11 +20,10 @@ from ..run.config import RunConfig, SanityConfig
 from ..run.sanity import SanityOutcome, sanity_outcomes
 from ..run.store import RunStore
 from ..sanity import FLAG_MEASURE, MEASURES
-from .figures import png_data_uri
+from .figures import DEFAULT_STYLE, Style, band_alpha, no_data, outside_legend, png_data_uri
 from .stats import curve_band
 from .tables import NO_VALUE, Cell, Table, format_number
 
-Colour = tuple[float, float, float, float]
 MODE_TITLES = {"cascading": "cascading (top i layers random)", "independent": "independent (only layer i random)"}
 
 
@@ -108,57 +107,78 @@ def collect_sanity(store: RunStore, cfg: RunConfig) -> SanityReport | None:
     return report
 
 
-def sanity_figure(panel: SanityPanel, layers: list[str], threshold: float, colours: dict[str, Colour]) -> Figure:
+def sanity_figure(panel: SanityPanel, layers: list[str], threshold: float, styles: dict[str, Style]) -> Figure:
     """One panel: each method's mean similarity to the trained model's map at every step (step 0:
-    the trained model; then the layers top-down), with its band; the flag's threshold dashed."""
+    the trained model; then the layers top-down), with its band; the flag's threshold dashed.
+    Without any checked sample the axes say so."""
     fig = Figure(figsize=(5.4, 3.2))
     ax = fig.add_subplot()
     steps = np.arange(len(layers) + 1)
-    for c in panel.curves:
-        if c.n == 0:
-            continue
-        colour = colours.get(c.method, (0.3, 0.3, 0.3, 1.0))
+    drawn = [c for c in panel.curves if c.n > 0]
+    alpha = band_alpha(len(drawn))
+    for c in drawn:
+        style = styles.get(c.method, DEFAULT_STYLE)
         at = steps[: len(c.mean)]
-        ax.plot(at, c.mean[: len(at)], color=colour, linewidth=1.2, marker=".", label=f"{c.method} (n = {c.n})")
-        ax.fill_between(at, c.low[: len(at)], c.high[: len(at)], color=colour, alpha=0.15, linewidth=0)
+        ax.plot(
+            at,
+            c.mean[: len(at)],
+            color=style.colour,
+            linestyle=style.linestyle,
+            linewidth=1.2,
+            marker=".",
+            label=f"{c.method} (n = {c.n})",
+        )
+        ax.fill_between(at, c.low[: len(at)], c.high[: len(at)], color=style.colour, alpha=alpha, linewidth=0)
+    ax.set_title(f"{panel.label}, {MODE_TITLES.get(panel.mode, panel.mode)}", fontsize=10)
+    if not drawn:
+        no_data(ax)
+        return fig
     if panel.measure == FLAG_MEASURE and panel.mode == "cascading":
         ax.axhline(threshold, color="0.4", linestyle="--", linewidth=0.8, label=f"flag threshold {threshold:g}")
     ax.set_xticks(steps, ["trained", *layers], rotation=45, ha="right", fontsize=7)
     ax.set_xlabel("randomised layer (from the logits down)")
     ax.set_ylabel(f"{panel.label} to the trained map")
-    ax.set_ylim(min(-0.05, float(np.nanmin([np.nanmin(c.low) for c in panel.curves if c.n] or [0.0]))), 1.05)
-    ax.set_title(f"{panel.label}, {MODE_TITLES.get(panel.mode, panel.mode)}", fontsize=10)
-    if ax.lines:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, borderaxespad=0.0)
+    ax.set_ylim(min(-0.05, float(np.nanmin([np.nanmin(c.low) for c in drawn] or [0.0]))), 1.05)
+    outside_legend(ax)
     return fig
 
 
 def sanity_table(report: SanityReport) -> Table:
     """Per method: the mean Spearman rank correlation of ``|map|`` with the trained model's map
     once every layer is random, whether that flags it, and the steps that failed."""
+    flag_panel = next((p for p in report.panels if p.measure == FLAG_MEASURE and p.mode == "cascading"), None)
+    n_of = {c.method: c.n for c in flag_panel.curves} if flag_panel is not None else {}
     rows = []
     for o in report.outcomes:
         flag = Cell("flagged", css="why") if o.flagged else Cell("no")
         errors = report.errors.get(o.key, [])
+        n = n_of.get(o.key)  # None: the panel is not there to count the samples
         rows.append(
             [
                 Cell(o.key),
-                Cell(format_number(o.full) if np.isfinite(o.full) else NO_VALUE),
+                Cell(format_number(o.full) if np.isfinite(o.full) and n != 0 else NO_VALUE),
+                Cell("" if n is None else str(n)),
                 flag,
                 Cell("\n".join(errors)),
             ]
         )
-    headers = [Cell("method"), Cell("Spearman |map|, all layers random"), Cell("flagged"), Cell("failed steps")]
+    headers = [
+        Cell("method"),
+        Cell("Spearman |map|, all layers random"),
+        Cell("n"),
+        Cell("flagged"),
+        Cell("failed steps"),
+    ]
     return Table(headers, rows)
 
 
-def sanity_context(report: SanityReport | None, colours: dict[str, Colour]) -> dict[str, Any] | None:
+def sanity_context(report: SanityReport | None, styles: dict[str, Style]) -> dict[str, Any] | None:
     """What ``sanity.html.j2`` shows: the outcomes table, one figure per panel, the flagged and
     the pending methods; ``None`` without sanity checks."""
     if report is None:
         return None
     figures = [
-        (f"{p.label}, {p.mode}", png_data_uri(sanity_figure(p, report.layers, report.threshold, colours)))
+        (f"{p.label}, {p.mode}", png_data_uri(sanity_figure(p, report.layers, report.threshold, styles)))
         for p in report.panels
     ]
     return {

@@ -10,13 +10,14 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import agreement
 from .data import PairedSummary, ReportData, Summary
 from .stats import Estimate, Paired
 
 ARROWS = {"higher": "↑", "lower": "↓"}
-NO_VALUE = "–"
+NO_VALUE = "—"  # no number where nothing was scored (n = 0), never a NaN
 FAILURES_SHOWN = 200
 
 
@@ -46,6 +47,17 @@ def format_estimate(e: Estimate, digits: int = 3) -> str:
     if not e.has_interval:
         return f"{e.value:.{digits}f} (n = {e.n}, no interval)"
     return f"{e.value:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]"
+
+
+def format_with_n(e: Estimate, digits: int = 3) -> str:
+    """The value, its 95 % interval and its sample count, each on a line of its own (narrow
+    columns: many outputs fit the page): every number of a table shows the ``n`` it rests on, and
+    ``n`` = 0 shows :data:`NO_VALUE` above ``n = 0``."""
+    if not e.shown:
+        return f"{NO_VALUE}\nn = {e.n}"
+    if not e.has_interval:
+        return f"{e.value:.{digits}f} (no interval)\nn = {e.n}"
+    return f"{e.value:.{digits}f}\n[{e.low:.{digits}f}, {e.high:.{digits}f}]\nn = {e.n}"
 
 
 def format_number(v: float) -> str:
@@ -93,7 +105,7 @@ def summary_table(summaries: list[Summary], methods: list[str], *, rank: bool) -
             e = found.estimate
             title = f"n = {e.n} samples" if e.n else "no finite score (n = 0)"
             title += f"; {e.how}" if e.how and e.n else ""
-            row.append(Cell(format_estimate(e), bold=best[column] == method, title=title))
+            row.append(Cell(format_with_n(e), bold=best[column] == method, title=title))
         rows.append(row)
     return Table(headers, rows)
 
@@ -164,7 +176,8 @@ def _matrix_cell(p: Paired | None) -> Cell:
     star = "*" if p.significant else ""
     title = f"{p.a} vs {p.b}: mean difference {p.mean_diff:+.4f} [{p.low:+.4f}, {p.high:+.4f}], n = {p.n}"
     title += f"; {p.how}" if p.how else ""
-    return Cell(f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}{star})", title=title, css="sig" if p.significant else "")
+    text = f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}{star})\nn = {p.n}"
+    return Cell(text, title=title, css="sig" if p.significant else "")
 
 
 def agreement_table(data: ReportData) -> tuple[Table | None, str]:
@@ -241,16 +254,77 @@ def progress_table(data: ReportData) -> Table | None:
     return number_table(data.progress, "method", data.methods)
 
 
-def failures_table(data: ReportData, limit: int = FAILURES_SHOWN) -> tuple[Table | None, str]:
-    """The first ``limit`` failure records and a note saying how many are shown of how many."""
-    if not data.failures:
-        return None, ""
-    shown = data.failures[:limit]
-    rows = [[Cell(str(f.get(k, ""))) for k in ("sample_id", "sample_index", "stage", "method", "error")] for f in shown]
-    headers = [Cell(h) for h in ("sample", "index", "stage", "method", "error")]
-    total = len(data.failures)
-    note = f"Showing the first {len(shown)} of {total} failures." if total > len(shown) else f"{total} failure(s)."
-    return Table(headers, rows, css="failures"), note
+@dataclass(frozen=True)
+class FailuresSection:
+    """The failures section: failures grouped by reason, the first failure records, skips grouped
+    by reason, and the files the dataset did not take as samples (a table is ``None`` when empty),
+    each with the sentence above it."""
+
+    failures: Table | None
+    failures_note: str
+    records: Table | None
+    records_note: str
+    skips: Table | None
+    skips_note: str
+    files: Table | None
+    files_note: str
+
+
+def failures_table(data: ReportData, limit: int = FAILURES_SHOWN) -> tuple[FailuresSection, str]:
+    """The failures section (:class:`FailuresSection`) and its one-line summary. A failure is
+    something that went wrong with a sample; a skip, a metric that does not apply to it."""
+    from ..run.failures import methods_label, summarise
+
+    def reasons(records: list[dict[str, Any]], first: str) -> Table:
+        rows = [
+            [
+                Cell(str((g["metric"] if first == "metric" else g["stage"]) or "")),
+                Cell(g["category"]),
+                Cell(str(g["samples"])),
+                Cell(str(g["records"])),
+                Cell(methods_label(g["methods"])),
+                Cell(f"{g['example']}: {g['text']}"),
+            ]
+            for g in summarise(records)
+        ]
+        headers = [Cell(h) for h in (first, "reason", "samples", "records", "methods", "example")]
+        return Table(headers, rows, css="failures")
+
+    failures, skips = data.failures, data.skips
+    n_failed = len({f.get("sample_index") for f in failures})
+    n_skipped = len({(s.get("metric"), s.get("sample_index")) for s in skips})
+    shown = failures[:limit]
+    record_rows = [
+        [Cell(str(f.get(k, ""))) for k in ("sample_id", "sample_index", "stage", "method", "error")] for f in shown
+    ]
+    files = sorted(data.skipped_files.items())
+    section = FailuresSection(
+        failures=reasons(failures, "stage") if failures else None,
+        failures_note=(
+            f"{len(failures)} failure record(s) of {n_failed} sample(s), grouped by reason:" if failures else "None."
+        ),
+        records=Table([Cell(h) for h in ("sample", "index", "stage", "method", "error")], record_rows, css="failures")
+        if shown
+        else None,
+        records_note=(
+            f"Showing the first {len(shown)} of {len(failures)} failure records."
+            if len(failures) > len(shown)
+            else f"All {len(failures)} failure record(s)."
+        ),
+        skips=reasons(skips, "metric") if skips else None,
+        skips_note=(
+            f"{n_skipped} skip(s) (a sample a metric does not apply to, counted once per metric; not failures), "
+            "by reason:"
+            if skips
+            else "No metric skipped a sample."
+        ),
+        files=Table([Cell("reason"), Cell("files")], [[Cell(r), Cell(str(n))] for r, n in files], css="left")
+        if files
+        else None,
+        files_note=f"{sum(n for _, n in files)} file(s) in the dataset folder were not taken as samples:",
+    )
+    summary = f"{len(failures)} failure(s), {n_skipped} skip(s), {sum(n for _, n in files)} skipped file(s)."
+    return section, summary
 
 
 def methods_table(data: ReportData) -> Table:

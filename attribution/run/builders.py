@@ -36,7 +36,11 @@ def _image_folder(section: Any, cfg: RunConfig) -> Dataset:
     from ..data.image_folder import ImageFolderDataset
 
     ds = ImageFolderDataset(
-        section.root, boxes=section.boxes, class_index=section.class_index, preprocessing=image_preprocessing(cfg)
+        section.root,
+        boxes=section.boxes,
+        class_index=section.class_index,
+        preprocessing=image_preprocessing(cfg, section),
+        class_names=section.class_names,
     )
     return ds if section.limit is None else FirstN(ds, section.limit)
 
@@ -50,7 +54,8 @@ def _imagenet_val(section: Any, cfg: RunConfig) -> Dataset:
         section.labels,
         boxes=section.boxes,
         class_index=section.class_index,
-        preprocessing=image_preprocessing(cfg),
+        preprocessing=image_preprocessing(cfg, section),
+        class_names=section.class_names,
     )
     return ds if section.limit is None else FirstN(ds, section.limit)
 

@@ -39,27 +39,42 @@ class Strict(BaseModel):
 # The seeded "signal + distractor" benchmark is configured by the library's own SyntheticConfig.
 
 
+Channel = Annotated[int, Field(ge=0, le=255)]
+
+
 class ImageFolderDataConfig(Strict):
-    """An ImageNet-layout folder (one sub-folder per class), optional boxes (VOC XML dir or CSV)."""
+    """An ImageNet-layout folder (one sub-folder per class), optional boxes (VOC XML dir or CSV).
+
+    Decoding (``attribution/data/preprocess.py``): ``min_size`` the smallest shorter side accepted
+    (smaller images are quarantined, not upscaled); ``background`` the RGB colour transparent
+    pixels are composited on. ``class_names``: a file (one name a line, a JSON list, or Keras'
+    imagenet_class_index.json) or a list naming model class ``i`` at position ``i``."""
 
     kind: Literal["image_folder"] = "image_folder"
     root: str
     boxes: str | None = None
     class_index: str | dict[str, int] | None = None
+    class_names: str | list[str] | None = None
     limit: PositiveInt | None = None
+    min_size: PositiveInt = 16  # = data.preprocess.DEFAULT_MIN_SIZE
+    background: tuple[Channel, Channel, Channel] = (255, 255, 255)  # = data.preprocess.DEFAULT_BACKGROUND
 
 
 class ImageNetValDataConfig(Strict):
     """ImageNet val as distributed: ``root`` a flat folder of ILSVRC2012_val_*.JPEG; ``labels`` the
     ILSVRC2012 devkit (folder or .tar.gz) or Kaggle's LOC_val_solution.csv; ``boxes`` the bbox XML
-    folder, the CSV, or none; ``class_index`` wnid -> model class (default: sorted wnids, torchvision's)."""
+    folder, the CSV, or none; ``class_index`` wnid -> model class (default: sorted wnids, torchvision's);
+    ``class_names``, ``min_size``, ``background`` as for an image folder."""
 
     kind: Literal["imagenet_val"] = "imagenet_val"
     root: str
     labels: str
     boxes: str | None = None
     class_index: str | dict[str, int] | None = None
+    class_names: str | list[str] | None = None
     limit: PositiveInt | None = None
+    min_size: PositiveInt = 16
+    background: tuple[Channel, Channel, Channel] = (255, 255, 255)
 
 
 class PhotosDataConfig(Strict):
@@ -192,8 +207,13 @@ class MethodConfig(Strict):
 
 
 class MetricConfig(Strict):
+    """``if_inapplicable``: what a run does with a metric its dataset cannot support (e.g.
+    localization against masks a dataset has not): ``error`` refuses the run at preflight,
+    ``skip`` runs without the metric and says so."""
+
     name: str
     settings: dict[str, Any] = {}
+    if_inapplicable: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
     def _check(self) -> MetricConfig:

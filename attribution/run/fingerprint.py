@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.preprocess import DEFAULT_BACKGROUND, DEFAULT_MIN_SIZE
 from ..methods import Method
 from .config import RunConfig
 from .preprocessing import DEFAULTS, effective_preprocess
@@ -48,23 +50,74 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(canonical(value), sort_keys=True, default=str).encode()).hexdigest()
 
 
-def dataset_identity(section: Mapping[str, Any], ids: Sequence[str], labels: Iterable[int]) -> dict[str, Any]:
+def dataset_identity(
+    section: Mapping[str, Any], ids: Sequence[str], labels: Iterable[int], content_hashed: Iterable[str] = ()
+) -> dict[str, Any]:
     """A dataset's identity: its config section with file locations replaced by their content
     (moving a dataset changes nothing; a changed boxes or class-index file does), the sample
     count and a sha256 of the sample list (ids, which are paths relative to the root for an image
     folder, and labels). Image bytes are not hashed: reading 50 000 files to plan a run is the
-    cost of the run itself."""
+    cost of the run itself; for the same reason a folder of box files is identified by its listing
+    (:func:`_listing_sha256`). Decoding settings count only when set to other than their default
+    (:data:`UNLESS_DEFAULT`: runs made before they existed still resume); class names never (they
+    only caption results). ``content_hashed``: folders in :data:`LISTED` to hash by content all the
+    same, as a store made before listings were used recorded them (:func:`content_hashed_in`)."""
     h = hashlib.sha256()
     for sample_id, label in zip(ids, labels, strict=True):
         h.update(f"{sample_id}\t{int(label)}\n".encode())
-    described = {k: v for k, v in section.items() if k not in LOCATIONS}
+    described = {
+        k: v
+        for k, v in section.items()
+        if k not in LOCATIONS and k not in CAPTIONS and not (k in UNLESS_DEFAULT and canonical(v) == UNLESS_DEFAULT[k])
+    }
     for name in LOCATIONS:
         if isinstance(section.get(name), str) and name != "root":
-            described[f"{name}_sha256"] = _content_sha256(Path(section[name]))
+            path = Path(section[name])
+            if name in LISTED and path.is_dir() and name not in content_hashed:
+                described[f"{name}_listing_sha256"] = _listing_sha256(path)
+            else:
+                described[f"{name}_sha256"] = _content_sha256(path)
     return {"section": described, "n_samples": len(ids), "samples_sha256": h.hexdigest()}
 
 
 LOCATIONS = ("root", "labels", "boxes", "class_index")  # dataset settings that are paths
+LISTED = ("boxes",)  # folders of many small files (50 000 XML for ImageNet val): identified by their listing
+CAPTIONS = ("class_names",)  # names only caption results: never part of a fingerprint
+# decoding settings that change inputs (which images are refused, how alpha is composited) only
+# when set away from these defaults, so that stores made before the settings existed still resume.
+# (Earlier versions ignored EXIF orientation and dropped alpha instead of compositing it: a store
+# of such images planned before then and resumed now mixes the two readings; only those images differ.)
+UNLESS_DEFAULT: dict[str, Any] = {"min_size": DEFAULT_MIN_SIZE, "background": canonical(DEFAULT_BACKGROUND)}
+
+
+def content_hashed_in(stored: Fingerprint | None) -> set[str]:
+    """The folders of :data:`LISTED` that a stored run fingerprint identifies by their content
+    (``boxes_sha256``: a store made before box folders were identified by their listing), so that
+    it still resumes; a new store gets the cheap listing."""
+    section = ((stored or {}).get("dataset") or {}).get("section") or {}
+    return {name for name in LISTED if f"{name}_sha256" in section}
+
+
+def _listing_sha256(folder: Path) -> str:
+    """sha256 of a folder's sorted listing: each file's relative path, size and mtime (ns).
+
+    Cheap (one ``stat`` a file, no reads) yet change-detecting: an edited, added, removed or renamed
+    file changes it. A copy that does not keep modification times (``cp`` without ``-p``; ``mv``,
+    ``cp -p``, ``rsync -a`` and ``tar`` keep them) changes it too: the run is then refused as made
+    from other boxes, which is safe (write to a new store, or ``--overwrite``)."""
+    h = hashlib.sha256()
+    entries = []
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = Path(directory) / name
+            try:
+                stat = path.stat()
+                entries.append(f"{path.relative_to(folder).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n")
+            except OSError:  # a dangling link: listed as such
+                entries.append(f"{path.relative_to(folder).as_posix()}\tmissing\n")
+    for entry in sorted(entries):
+        h.update(entry.encode())
+    return h.hexdigest()
 
 
 def _content_sha256(path: Path) -> str:

@@ -23,7 +23,7 @@ from ..metrics import Metric, MetricBatch
 from ..patterns import KernelLayer, LayerStats, PatternStatistics, accumulate
 from ..reduce import reduce_channels
 from ..references import References
-from .failures import failure
+from .failures import ANY_METHOD, failure, skip
 from .loader import LoadedShard, SampleLoader
 from .store import SampleColumns
 
@@ -178,29 +178,41 @@ def score_shard(
     outputs: dict,
     use_boxes: bool,
     predictions: Predictions | None = None,
-) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """``(output -> (n, *shape) scores, failure records)`` of ``metric`` on the shard's stored
-    ``maps`` of ``key``; samples without a usable map or target keep NaN (the attribute stage
-    recorded why). ``predictions``: the job's memoised model (one for every method of the shard)."""
+) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
+    """``(output -> (n, *shape) scores, failure records, skip records)`` of ``metric`` on the
+    shard's stored ``maps`` of ``key``; samples without a usable map or target keep NaN (the
+    attribute stage recorded why). ``predictions``: the job's memoised model (one for every method
+    of the shard).
+
+    Every record's stage is ``evaluate.<metric>``. Records whose reason does not depend on the map
+    (samples that did not load, the metric's map-independent skips and failures) name the method
+    ``*`` and are the same for every method of the shard; the others name ``key``."""
     shard, stage = loaded.shard, f"evaluate.{metric.name}"
     result = {name: np.full((shard.size, *o.shape), np.nan, np.float32) for name, o in outputs.items()}
-    failures = [dict(f, method=key, stage="evaluate") for f in loaded.failures]
+    failures = [dict(f, method=ANY_METHOD, stage=stage) for f in loaded.failures]
+    skips: list[dict] = []
     positions = [p for p, r in enumerate(loaded.rows) if np.isfinite(maps[r]).all() and targets[r] >= 0]
     if not positions:
-        return result, failures
+        return result, failures, skips
     rows = loaded.rows[positions]
     batch = metric_batch(engine, loaded, positions, maps[rows], targets[rows], use_boxes, predictions)
     try:
         scores = metric.score(batch)
     except Exception as exc:  # noqa: BLE001 - recorded for every sample of the batch
-        failures += [failure(loaded.samples[p].id, loaded.index_of(p), "evaluate", key, exc) for p in positions]
-        return result, failures
+        failures += [failure(loaded.samples[p].id, loaded.index_of(p), stage, key, exc) for p in positions]
+        return result, failures, skips
+    for i, reason in scores.failed.items():
+        p, method = positions[i], ANY_METHOD if i in scores.map_independent else key
+        sample_id, category = loaded.samples[p].id, scores.categories.get(i)
+        failures.append(failure(sample_id, loaded.index_of(p), stage, method, reason, category))
     for i, reason in scores.skipped.items():
-        p = positions[i]
-        failures.append(failure(loaded.samples[p].id, loaded.index_of(p), stage, key, f"skipped: {reason}"))
+        if i in scores.failed:
+            continue  # a failure says more
+        p, method = positions[i], ANY_METHOD if i in scores.map_independent else key
+        skips.append(skip(loaded.samples[p].id, loaded.index_of(p), stage, method, reason, scores.categories.get(i)))
     for name, values in scores.values.items():
         result[name][rows] = values
-    return result, failures
+    return result, failures, skips
 
 
 def metric_batch(
@@ -220,8 +232,10 @@ def metric_batch(
     if len(known) == len(samples):
         cf = torch.from_numpy(np.stack(known).astype(np.float32)).to(dev)
     masks = {name: torch.from_numpy(np.stack([s.masks[name] for s in samples])).to(dev) for name in samples[0].masks}
+    box_problems = None
     if use_boxes:
         masks["boxes"] = torch.from_numpy(np.stack([s.boxes_mask() for s in samples])).to(dev)
+        box_problems = [s.box_problem for s in samples]
     return MetricBatch(
         images=loaded.images[positions].to(dev),
         maps=torch.from_numpy(np.asarray(maps, dtype=np.float32)).to(dev),
@@ -231,6 +245,7 @@ def metric_batch(
         counterfactuals=cf,
         masks=masks,
         group_size=engine.group_size,
+        box_problems=box_problems,
     )
 
 

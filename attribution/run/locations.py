@@ -113,3 +113,12 @@ def locate(cfg: RunConfig, run_id: str, when: datetime, store_uri: str | None = 
             "compare_to": compare_to,
         }
     )
+
+
+def known_part(template: str) -> str:
+    """What a location template fixes before a run starts: the template itself without
+    placeholders, else the folder that holds its first placeholder (``runs/a/{date}/store.zarr`` ->
+    ``runs/a``; ``.`` when the first part is one)."""
+    if not placeholders(template):
+        return template
+    return template[: template.index("{")].rpartition("/")[0] or "."

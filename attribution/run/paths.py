@@ -21,6 +21,7 @@ _PATH_KEYS = (
     "dataset.labels",
     "dataset.boxes",
     "dataset.class_index",
+    "dataset.class_names",
     "model.weights",
     "model.path",
     "model.checkpoint",
@@ -29,6 +30,7 @@ _PATH_KEYS = (
     "patterns.dataset.labels",
     "patterns.dataset.boxes",
     "patterns.dataset.class_index",
+    "patterns.dataset.class_names",
     "store.uri",
     "report.path",
 )

@@ -17,7 +17,7 @@ from typing import Any
 from ..metrics import get_metric
 from .builders import build_dataset, build_method, build_model, model_hash
 from .config import RunConfig
-from .fingerprint import dataset_identity, digest, run_fingerprint, scores_fingerprint
+from .fingerprint import content_hashed_in, dataset_identity, digest, run_fingerprint, scores_fingerprint
 from .learned_patterns import learned_fingerprint
 from .provenance import git_revision, map_provenance, versions
 from .resume import check_resumable, expected_maps
@@ -47,7 +47,6 @@ def plan_store(cfg: RunConfig, overwrite: Sequence[str] = (), run_id: str | None
         raise ValueError("dataset sample ids are not unique; a store needs one stable id per sample")
     labels = [dataset.label(i) for i in range(n)]
     model_sha = model_hash(build_model(cfg))
-    run_fp = run_fingerprint(cfg, dataset_identity(cfg.model_dump(mode="json")["dataset"], ids, labels), model_sha)
     store = RunStore.create(
         cfg.store.uri,
         sample_ids=ids,
@@ -58,6 +57,9 @@ def plan_store(cfg: RunConfig, overwrite: Sequence[str] = (), run_id: str | None
         has_boxes=dataset.has_boxes,
         storage_options=cfg.store.storage_options,
     )
+    section = cfg.model_dump(mode="json")["dataset"]
+    identity = dataset_identity(section, ids, labels, content_hashed_in(store.fingerprint("samples")))
+    run_fp = run_fingerprint(cfg, identity, model_sha)
     # a store an older pathatlas filled has results but no fingerprints: it is checked (and refused)
     fresh = "fingerprint" not in store.meta and not store.method_keys()
     check_resumable(cfg, store, run_fp, model_sha, overwrite, fresh)
@@ -66,12 +68,17 @@ def plan_store(cfg: RunConfig, overwrite: Sequence[str] = (), run_id: str | None
         store.update_meta(
             config=public_config(cfg),
             fingerprint=run_fp,
-            class_names=list(dataset.class_names),
             model_hash=model_sha,
             has_counterfactual=bool(dataset.has_counterfactual),
             versions=versions(),  # of the run that made the store; each run's own are in ``runs``
             git_revision=git_revision(),
         )
+    # files the dataset did not take as samples (reason -> count), as the folder is now: every plan
+    # and the class names (they only caption results: a corrected class_names file applies at once)
+    store.update_meta(
+        skipped_files=dict(getattr(dataset, "skipped_files", None) or {}), class_names=list(dataset.class_names)
+    )
+    store.ensure_groups()  # by the driver: a store made before /skips existed gets it here
     store.append_run(run_record(cfg, run_id, overwrite))
     return store
 
@@ -130,7 +137,9 @@ def evaluation_jobs(cfg: RunConfig, store: RunStore) -> tuple[list[EvaluateJob],
             has_counterfactual, store.mask_names(), store.has_boxes
         )
         if reason:
-            skipped.append(f"{spec.name}: {reason} (dataset {cfg.dataset.kind!r})")
+            skipped.append(
+                f"{spec.name}: {reason} (dataset {cfg.dataset.kind!r}; if_inapplicable: {spec.if_inapplicable})"
+            )
             continue
         scored = {k: store.scores_done(spec.name, k) for k in keys}
         for shard in store.shards():

@@ -17,7 +17,7 @@ goes through :func:`effective_preprocess`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..data.preprocess import ImagePreprocessing, Size, fill_for
@@ -76,7 +76,8 @@ class EffectivePreprocess:
     def settings(self) -> dict[str, Any]:
         """The resolved fields by their config names (JSON-like: tuples stay tuples)."""
         image = asdict(self.image)
-        image.pop("fill")  # derived from mean
+        for derived in ("fill", "min_size", "background"):  # from mean; the dataset section's own settings
+            image.pop(derived)
         return {**image, "mean": self.mean, "std": self.std}
 
 
@@ -118,6 +119,10 @@ def _floats(value: Any) -> tuple[float, ...] | None:
     return None if value is None else tuple(float(v) for v in value)
 
 
-def image_preprocessing(cfg: RunConfig) -> ImagePreprocessing:
-    """How the run's image files become model inputs (for dataset builders)."""
-    return effective_preprocess(cfg).image
+def image_preprocessing(cfg: RunConfig, section: Any = None) -> ImagePreprocessing:
+    """How the run's image files become model inputs (for dataset builders), with the decoding
+    settings of a dataset ``section`` that has them (``min_size``, ``background``)."""
+    image = effective_preprocess(cfg).image
+    if section is not None and hasattr(section, "min_size"):  # file datasets' decoding settings
+        image = replace(image, min_size=int(section.min_size), background=tuple(section.background))
+    return image

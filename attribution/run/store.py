@@ -12,12 +12,20 @@ reads the whole store with maps and scores indexed by sample id)::
     /done/<key>            one flag per run shard, each in a chunk of its own
     /scores/<metric>/<key>/<output>, .../done   per-sample scores; attrs: the output's metadata,
                                                 group attrs: fingerprint
-    /failures/<stage>.<key>.<shard>             quarantine records of one shard
+    /failures/<stage>.<key>.<shard>             quarantine records of one shard (something went wrong)
+    /failures/evaluate.<metric>.*.<shard>.<tag> an evaluate job's failures that hold for every
+                                                method (method ``*``, e.g. boxes outside the image)
+    /skips/evaluate.<metric>.*.<shard>.<tag>    an evaluate job's skips (the metric does not apply
+                                                to the sample): once per sample if the reason does
+                                                not depend on the map (method ``*``), else per method;
+                                                ``tag`` digests the job's method keys (one writer)
     /sanity/<key>/<mode>/<measure>, .../done    (n_rows, steps) similarity of randomised-model
                                                 maps to the trained model's; attrs: layers,
                                                 rows, fingerprint; .../errors: failed steps
-    /patterns/<fp>/shards/<i>/<layer>/<sum>, /patterns/<fp>/done, /patterns/<fp>/a/<layer>
-                           statistics and solved patterns, keyed by their fingerprint's digest
+    /patterns/<fp>/done, /patterns/<fp>/a/<layer>   training shards done, solved patterns
+    /patterns/<fp>/shards/<i>/<layer>/<sum>, /patterns/<fp>/merged/<n>/<layer>/<sum>
+                           float64 statistics of one shard, of shards 0..n-1; deleted once merged,
+                           all once solved. Keyed by the patterns' fingerprint digest
 
 Concurrency rule: every stored object has exactly one writer. Per-sample arrays are cut into
 shards of ``shard_size`` samples; the worker that owns a shard writes all of that shard's chunks
@@ -30,6 +38,7 @@ Everything else in pathatlas reads and writes a store through :class:`RunStore`'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Iterable
@@ -46,6 +55,7 @@ from zarr.core.group import GroupMetadata
 from zarr.storage import LocalStore, MemoryStore
 
 from ..metrics import Output
+from .failures import ANY_METHOD, dedupe, is_legacy_skip, legacy_skip, summarise
 from .secrets import resolved
 
 MAX_BOXES = 64
@@ -200,7 +210,12 @@ class RunStore:
             self._per_sample("samples/masks", name, (h, w), "bool", False, ("y", "x"))
         if has_boxes:
             self._per_sample("samples", "boxes", (MAX_BOXES, 4), "float32", np.nan, ("box", "coord"))
-        for name in ("maps", "diagnostics", "done", "scores", "failures"):
+        self.ensure_groups()
+
+    def ensure_groups(self) -> None:
+        """The top-level groups workers add to, created by the driver (a store an older pathatlas
+        made has no ``skips``): workers then never write a shared group document."""
+        for name in ("maps", "diagnostics", "done", "scores", "failures", "skips"):
             self._sub(name)
 
     # -- raw Zarr helpers (private) -------------------------------------------------------------
@@ -506,9 +521,36 @@ class RunStore:
         return [(n, a) for n, a in sorted(self._sub(f"scores/{metric}/{key}").arrays()) if n != "done"]
 
     def delete_scores(self, metric: str, key: str) -> None:
-        """Delete ``metric``'s scores of method ``key`` and their failure records."""
+        """Delete ``metric``'s scores of method ``key``, their failure and skip records, and ``key``
+        from the evaluate jobs' shared groups (a group no other method needs goes too)."""
         self._delete(f"scores/{metric}/{key}")
         self._delete_failures(lambda name: name.rpartition(".")[0] == f"evaluate.{metric}.{key}")
+        for kind in ("failures", "skips"):
+            self._drop_method(kind, f"evaluate.{metric}", key)
+
+    def _drop_method(self, kind: str, stage: str, key: str) -> None:
+        """Take method ``key`` out of the job groups ``<kind>/<stage>.*.<shard>.<tag>``: its own
+        records go; the shared ones (method ``*``) stay while another method of the group needs them."""
+        if not self._has(kind):
+            return
+        parent = self._sub(kind)
+        for name in _list(parent, "dir"):
+            if not name.startswith(f"{stage}.*."):
+                continue
+            try:
+                attrs: dict[str, Any] = dict(parent[name].attrs)
+            except KeyError:
+                continue
+            methods = list(attrs.get("methods", []))
+            if key not in methods:
+                continue
+            methods.remove(key)
+            if not methods:
+                self._forget(f"{kind}/{name}")
+                del parent[name]
+                continue
+            records = [r for r in attrs.get("records", []) if r.get("method") != key]
+            self._write_group(f"{kind}/{name}", {"methods": methods, "records": records})
 
     def write_scores(self, metric: str, key: str, shard: Shard, values: dict[str, np.ndarray]) -> None:
         for name, column in values.items():
@@ -583,45 +625,104 @@ class RunStore:
     def delete_sanity(self, key: str) -> None:
         self._delete(f"sanity/{key}")
 
-    # -- failures ----------------------------------------------------------------------------
+    # -- failures and skips ------------------------------------------------------------------
     def record_failures(self, stage: str, key: str, shard: Shard, records: list[dict]) -> None:
         """Quarantine records for one shard: a child group ``failures/<stage>.<key>.<shard>`` (one
         writer); a shard with no records clears what an earlier attempt left."""
         name = f"{stage}.{key}.{shard.index:06d}"
-        failures = self._sub("failures")
         if not records:
-            try:  # one read of its metadata (``name in failures`` asks whether it exists: a HEAD and a listing on S3)
-                failures[name]
-            except KeyError:
-                return
-            self._forget(f"failures/{name}")
-            del failures[name]
+            self._drop_group("failures", name)
             return
+        self._sub("failures")
         self._write_group(f"failures/{name}", {"records": records})  # an earlier attempt's replaced
 
-    def failures(self) -> list[dict]:
-        """Every failure record, group by group in name order (stage, method key, shard)."""
+    def record_job(
+        self, kind: str, stage: str, shard: Shard, job_keys: list[str], methods: list[str], records: list[dict]
+    ) -> None:
+        """One evaluate job's shared records: ``kind`` ``skips`` (all its skip records) or
+        ``failures`` (its failures that hold for every method, method ``*``), in the group
+        ``<kind>/<stage>.*.<shard>.<tag>``. ``tag`` digests the job's method keys, so two jobs of one
+        shard and metric with other methods (a resumed run with methods added) never write one
+        group: each group has one writer, and a reader drops the records two groups share.
+        ``methods``: the job's keys whose records the group holds so far (deleting one's scores
+        takes it out). Rewritten whole after each method of the job, before that method's done
+        flag; no records: an earlier attempt's group is removed."""
+        name = job_group(stage, shard.index, job_keys)
+        if not records:
+            self._drop_group(kind, name)
+            return
+        self._sub(kind)
+        self._write_group(f"{kind}/{name}", {"methods": list(methods), "records": records})
+
+    def _drop_group(self, kind: str, name: str) -> None:
+        """Delete ``<kind>/<name>`` if it exists."""
+        parent = self._sub(kind)
+        try:  # one read of its metadata (``name in parent`` asks whether it exists: a HEAD and a listing on S3)
+            parent[name]
+        except KeyError:
+            return
+        self._forget(f"{kind}/{name}")
+        del parent[name]
+
+    def _record_groups(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, attributes)`` of every group of ``kind`` (``failures`` or ``skips``), in name
+        order; none if the store has no such group (stores before ``/skips``)."""
         import pathlib
 
-        failures = self._sub("failures")
-        if isinstance(failures.store, zarr.storage.LocalStore):
-            # A run leaves tens of thousands of these tiny groups (e.g. PIC's skips, per shard and
-            # method); their metadata documents (``zarr.json``, the Zarr v3 key, which holds the
-            # attributes) read as plain files take a fifth of the time of opening each group.
+        if not self._has(kind):
+            return []
+        parent = self._sub(kind)
+        if isinstance(parent.store, zarr.storage.LocalStore):
+            # A run can leave tens of thousands of these tiny groups; their metadata documents
+            # (``zarr.json``, the Zarr v3 key, which holds the attributes) read as plain files take
+            # a fifth of the time of opening each group.
             groups = []
-            for path in sorted(p for p in (pathlib.Path(failures.store.root) / failures.path).iterdir() if p.is_dir()):
+            for path in sorted(p for p in (pathlib.Path(parent.store.root) / parent.path).iterdir() if p.is_dir()):
                 try:
                     groups.append((path.name, json.loads((path / "zarr.json").read_bytes()).get("attributes", {})))
                 except FileNotFoundError:  # a group another process is creating right now
                     continue
-        else:  # each child group opened once, concurrently (listing the names opens them all already)
-            groups = sorted(((name, dict(g.attrs)) for name, g in failures.groups()), key=lambda item: item[0])
-        out: list[dict] = []
-        for _, attrs in groups:
+            return groups
+        # each child group opened once, concurrently (listing the names opens them all already)
+        return sorted(((name, dict(g.attrs)) for name, g in parent.groups()), key=lambda item: item[0])
+
+    def records(self) -> tuple[list[dict], list[dict]]:
+        """``(failures, skips)``: :meth:`failures` and :meth:`skips` from one read of the groups."""
+        failures: list[dict] = []
+        skips: list[dict] = []
+        shared: list[dict] = []
+        for _, attrs in self._record_groups("failures"):
             records = attrs.get("records", [])
             assert isinstance(records, list)
-            out.extend(records)
-        return out
+            for r in records:
+                if is_legacy_skip(r):  # a skip of a store written before /skips
+                    skips.append(legacy_skip(r))
+                else:
+                    (shared if "methods" in attrs else failures).append(r)
+        new_skips = [r for _, attrs in self._record_groups("skips") for r in attrs.get("records", [])]
+        return failures + dedupe(shared), dedupe(new_skips) + skips
+
+    def failures(self) -> list[dict]:
+        """Every failure record, group by group in name order (stage, method key, shard); a record
+        that holds for every method (method ``*``) once, however many jobs wrote it. Skips that
+        older stores wrote as failure records (error ``"skipped: ..."``) are :meth:`skips`."""
+        return self.records()[0]
+
+    def skips(self) -> list[dict]:
+        """Every skip record (a metric that does not apply to a sample): ``sample_id``,
+        ``sample_index``, ``stage`` (``evaluate.<metric>``), ``metric``, ``method`` (``*``: every
+        method), ``reason`` and ``category``; once per sample, metric and method. Older stores'
+        ``"skipped: ..."`` failure records are read as skips (one per method, as they were written)."""
+        return self.records()[1]
+
+    def failure_summary(self) -> list[dict[str, Any]]:
+        """Failures grouped by stage and reason class (:func:`.failures.summarise`): records,
+        distinct samples, the methods named and an example."""
+        return summarise(self.failures())
+
+    def skip_summary(self) -> list[dict[str, Any]]:
+        """Skips grouped by stage (metric) and reason class, as :meth:`failure_summary`."""
+        return summarise(self.skips())
 
     def status(self) -> dict[str, dict[str, int]]:
         """``method -> {done, failed, pending}`` counted in samples. ``failed``: the attribute-stage
@@ -630,17 +731,9 @@ class RunStore:
         so not pending either: a re-run tries it again)."""
         failed: dict[tuple[str, int], int] = {}  # (method key, shard) -> records
         # Listing names reads no metadata, so only the attribute stage's groups are opened; the
-        # evaluate stage's (e.g. PIC's skip records, per shard and method) can be tens of thousands.
-        failures = self._sub("failures")
-        for name in _list(failures, "dir"):
-            if name.startswith("attribute."):
-                key, _, shard = name.removeprefix("attribute.").rpartition(".")
-                try:
-                    records = failures[name].attrs.get("records", [])
-                except KeyError:  # a group another process is creating right now
-                    continue
-                assert isinstance(records, list)
-                failed[key, int(shard)] = sum(r.get("stage") == "attribute" for r in records)
+        # evaluate stage's can be many (one per shard, metric and method with a failure).
+        for (key, shard), records in self._attribute_records().items():
+            failed[key, shard] = len(records)
         sizes = np.array([s.size for s in self.shards()])
         out = {}
         for key in self.method_keys():
@@ -655,6 +748,88 @@ class RunStore:
             }
         return out
 
+    def _attribute_records(self) -> dict[tuple[str, int], list[dict]]:
+        """``(method key, shard) -> attribute-stage records`` of the groups ``failures/attribute.*``
+        (the key from the group's name: older records name the method, not its key)."""
+        out: dict[tuple[str, int], list[dict]] = {}
+        failures = self._sub("failures")
+        for name in _list(failures, "dir"):
+            if name.startswith("attribute."):
+                key, _, shard = name.removeprefix("attribute.").rpartition(".")
+                try:
+                    records = failures[name].attrs.get("records", [])
+                except KeyError:  # a group another process is creating right now
+                    continue
+                assert isinstance(records, list)
+                out[key, int(shard)] = [r for r in records if r.get("stage") == "attribute"]
+        return out
+
+    def metric_status(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``metric -> method key -> {scored, failed, skipped, pending}`` in samples, for every
+        metric with stored scores. Of the samples of the shards whose scores are done: ``failed``
+        (an evaluate failure, or no map: the attribute stage recorded why), ``skipped`` (the metric
+        does not apply) and ``scored`` (the rest). ``pending``: samples of shards not scored yet
+        (maps or scores not done), less those of a shard the pool gave up on (``failed``: a re-run
+        tries it again). Reads done flags by listing, and the failure and skip groups once."""
+        metrics = self.metric_names()
+        if not metrics:
+            return {}
+        per_key: dict[tuple[str, str], set[int]] = {}  # (metric, key) -> failed samples
+        shared: dict[str, set[int]] = {}  # metric -> samples failed for every method
+        skipped_key: dict[tuple[str, str], set[int]] = {}
+        skipped_all: dict[str, set[int]] = {}
+        no_map: dict[str, set[int]] = {}
+        for name, attrs in self._record_groups("failures"):
+            records = attrs.get("records", [])
+            if name.startswith("attribute."):
+                key = name.removeprefix("attribute.").rpartition(".")[0]
+                mapless = (r["sample_index"] for r in records if r.get("stage") == "attribute")
+                no_map.setdefault(key, set()).update(mapless)
+                continue
+            if not name.startswith("evaluate."):
+                continue
+            metric, _, rest = name.removeprefix("evaluate.").partition(".")
+            group_key = None if "methods" in attrs else rest.rpartition(".")[0]
+            for r in records:
+                key = group_key or str(r.get("method", ANY_METHOD))
+                if is_legacy_skip(r):
+                    skipped_key.setdefault((metric, key), set()).add(r["sample_index"])
+                elif key == ANY_METHOD:
+                    shared.setdefault(metric, set()).add(r["sample_index"])
+                else:
+                    per_key.setdefault((metric, key), set()).add(r["sample_index"])
+        for _, attrs in self._record_groups("skips"):
+            for r in attrs.get("records", []):
+                metric, key = str(r.get("metric", "")), str(r.get("method", ANY_METHOD))
+                if key == ANY_METHOD:
+                    skipped_all.setdefault(metric, set()).add(r["sample_index"])
+                else:
+                    skipped_key.setdefault((metric, key), set()).add(r["sample_index"])
+        sizes = np.array([s.size for s in self.shards()])
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for metric in metrics:
+            out[metric] = {}
+            for key in self.scored_keys(metric):
+                done = self.scores_done(metric, key)
+                rows = np.repeat(done, sizes)  # (N,) whether the sample's shard is scored
+
+                def count(samples: set[int], where: np.ndarray = rows) -> int:
+                    idx = np.fromiter(samples, dtype=np.int64, count=len(samples))
+                    return int(where[idx[(idx >= 0) & (idx < len(where))]].sum())
+
+                own = per_key.get((metric, key), set())
+                failed = own | shared.get(metric, set()) | no_map.get(key, set())
+                skipped = (skipped_key.get((metric, key), set()) | skipped_all.get(metric, set())) - failed
+                n_done = int(sizes[done].sum())
+                n_failed, n_skipped, given_up = count(failed), count(skipped), count(own, ~rows)
+                out[metric][key] = {
+                    "scored": n_done - n_failed - n_skipped,
+                    "failed": n_failed + given_up,
+                    "skipped": n_skipped,
+                    "pending": self.n_samples - n_done - given_up,
+                }
+        return out
+
     # -- patterns (keyed by the digest of their fingerprint: statistics of two models never mix) --
     def pattern_shards_done(self, key: str, n_shards: int) -> np.ndarray:
         """Bool ``(n_shards,)`` over the *training* shards of the pattern statistics ``key``."""
@@ -664,25 +839,78 @@ class RunStore:
         self, key: str, index: int, arrays: dict[str, dict[str, np.ndarray]], n_shards: int
     ) -> None:
         """``/patterns/<key>/shards/<index>/<layer>/<sum>`` (float64), then the shard's done flag."""
-        shard = self._sub(f"patterns/{key}/shards/{index}")
+        self._write_sums(f"patterns/{key}/shards/{index}", arrays)
+        self._flags(f"patterns/{key}/done", n_shards)[index] = 1
+
+    def read_pattern_stats(self, key: str, index: int) -> dict[str, dict[str, np.ndarray]]:
+        """Training shard ``index``'s sums (KeyError if they are not, or no longer, stored)."""
+        return self._read_sums(f"patterns/{key}/shards/{index}")
+
+    def pattern_stats_shards(self, key: str) -> list[int]:
+        """The training shards whose own statistics are stored (not yet merged, or left over)."""
+        path = f"patterns/{key}/shards"
+        return sorted(int(name) for name in self._children(path)) if self._has(path) else []
+
+    def write_merged_pattern_stats(self, key: str, through: int, arrays: dict[str, dict[str, np.ndarray]]) -> None:
+        """``/patterns/<key>/merged/<through>/<layer>/<sum>``: the sums of training shards
+        ``0 .. through-1``. The group's ``shards`` attribute, written last (one object write),
+        marks it complete: a set cut short by a crash is never read."""
+        path = f"patterns/{key}/merged/{through}"
+        self._write_sums(path, arrays)
+        self._sub(path).update_attributes({"shards": through})
+
+    def merged_pattern_stats(self, key: str) -> int:
+        """How many training shards (``0 .. n-1``) the newest complete merged set holds (0: none)."""
+        path = f"patterns/{key}/merged"
+        if not self._has(path):
+            return 0
+        complete = [int(n) for n in self._children(path) if self._node(f"{path}/{n}").attrs.get("shards") == int(n)]
+        return max(complete, default=0)
+
+    def read_merged_pattern_stats(self, key: str, through: int) -> dict[str, dict[str, np.ndarray]]:
+        return self._read_sums(f"patterns/{key}/merged/{through}")
+
+    def drop_pattern_stats(self, key: str, keep: int | None = None) -> None:
+        """Delete statistics of ``key`` that are merged elsewhere: with ``keep`` the merged sets other
+        than ``merged/<keep>`` and the shards' own sums of shards ``< keep``; without, all of them
+        (the patterns are solved). Done flags and solved patterns stay."""
+        if keep is None:
+            self._delete(f"patterns/{key}/merged")
+            self._delete(f"patterns/{key}/shards")
+            return
+        for name in self._children(f"patterns/{key}/merged") if self._has(f"patterns/{key}/merged") else []:
+            if int(name) != keep:
+                self._delete(f"patterns/{key}/merged/{name}")
+        for index in self.pattern_stats_shards(key):
+            if index < keep:
+                self._delete(f"patterns/{key}/shards/{index}")
+
+    def delete_patterns(self, key: str) -> None:
+        """Delete everything stored under ``key``: statistics, done flags, solved patterns."""
+        self._delete(f"patterns/{key}")
+
+    def _write_sums(self, path: str, arrays: dict[str, dict[str, np.ndarray]]) -> None:
+        """``<path>/<layer>/<sum>`` float64 (sums of many float64 products: no narrower type)."""
+        root = self._sub(path)
         for layer, sums in arrays.items():
-            group = shard.require_group(layer)
+            group = root.require_group(layer)
             for name, values in sums.items():
                 values = np.asarray(values, dtype=np.float64)
                 dims = tuple(f"{name}_{i}" for i in range(values.ndim))
                 group.create_array(name, data=values, overwrite=True, dimension_names=dims)
-        self._flags(f"patterns/{key}/done", n_shards)[index] = 1
 
-    def read_pattern_stats(self, key: str, index: int) -> dict[str, dict[str, np.ndarray]]:
-        shard = self._sub(f"patterns/{key}/shards/{index}")
-        return {layer: {name: np.asarray(arr[...]) for name, arr in grp.arrays()} for layer, grp in shard.groups()}
+    def _read_sums(self, path: str) -> dict[str, dict[str, np.ndarray]]:
+        if not self._has(path):
+            raise KeyError(f"no pattern statistics at {path!r} in store {self.uri!r}")
+        group = self._sub(path)
+        return {layer: {name: np.asarray(arr[...]) for name, arr in grp.arrays()} for layer, grp in group.groups()}
 
     def write_patterns(self, key: str, patterns: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
-        """``/patterns/<key>/a/<layer>``: the solved patterns, with their sha256, source and
-        fingerprint in the attrs."""
+        """``/patterns/<key>/a/<layer>``: the solved patterns (in their own dtype), with their
+        sha256, source and fingerprint in the attrs (written last: they mark them solved)."""
         group = self._sub(f"patterns/{key}/a")
         for layer, values in patterns.items():
-            values = np.asarray(values, dtype=np.float64)
+            values = np.asarray(values)
             dims = tuple(f"{layer}_{i}" for i in range(values.ndim))
             group.create_array(layer, data=values, overwrite=True, dimension_names=dims)
         group.update_attributes(attrs)  # one write (``attrs.update`` writes once per key)
@@ -750,6 +978,13 @@ class RunStore:
     def append_run(self, record: dict[str, Any]) -> None:
         """Add one run's record (who, when, with what) to the store's history ``meta["runs"]``."""
         self.update_meta(runs=[*self.meta.get("runs", []), record])
+
+
+def job_group(stage: str, shard_index: int, job_keys: list[str]) -> str:
+    """The name of an evaluate job's shared group: ``<stage>.*.<shard>.<tag>`` (``*``: no store key
+    has one), ``tag`` 8 hex digits of BLAKE2b over the job's sorted method keys."""
+    tag = hashlib.blake2b(",".join(sorted(job_keys)).encode(), digest_size=4).hexdigest()
+    return f"{stage}.{ANY_METHOD}.{shard_index:06d}.{tag}"
 
 
 def _fsspec_options(uri: str, storage_options: dict | None) -> dict | None:

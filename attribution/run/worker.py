@@ -23,6 +23,7 @@ from ..references import References
 from . import jobs
 from .builders import build_dataset, build_method, build_model
 from .config import RunConfig
+from .failures import ANY_METHOD, JobRecords
 from .loader import LoadedShard, SampleLoader
 from .store import RunStore, Shard
 from .transient import retry
@@ -125,13 +126,18 @@ class ShardWorker:
         shard, outputs = loaded.shard, metric.outputs(self.store.image_shape)
         targets = self.store.targets(shard)
         predictions = jobs.Predictions(self.engine)  # shared by the methods: same samples, same images
-        for key in method_keys:
+        stage = f"evaluate.{metric.name}"
+        shared = {"failures": JobRecords(), "skips": JobRecords()}  # stored once per job, not per method
+        for i, key in enumerate(method_keys):
             maps = self.store.maps(key, slice(shard.start, shard.stop))
-            scores, failures = jobs.score_shard(
+            scores, failures, skips = jobs.score_shard(
                 metric, key, self.engine, loaded, maps, targets, outputs, self._box_slots > 0, predictions
             )
             self.store.write_scores(metric.name, key, shard, scores)
-            self.store.record_failures(f"evaluate.{metric.name}", key, shard, failures)
+            self.store.record_failures(stage, key, shard, [f for f in failures if f["method"] != ANY_METHOD])
+            for kind, records in (("failures", [f for f in failures if f["method"] == ANY_METHOD]), ("skips", skips)):
+                if shared[kind].add(key, records) or i == 0:  # the first also clears an earlier attempt's
+                    self.store.record_job(kind, stage, shard, method_keys, shared[kind].methods, shared[kind].records)
             self.store.mark_scores_done(metric.name, key, shard)
         return {"shard": shard_index, "metric": spec.name, "methods": list(method_keys)}
 
@@ -142,6 +148,10 @@ class ShardWorker:
 
         Samples that cannot be loaded are left out of the statistics and reported by id.
         """
+        if self.store.pattern_shards_done(key, n_shards)[index]:
+            # a job run again after its actor was lost once it had written: its sums may already be
+            # merged (and deleted) by the driver, which must never see them rewritten
+            return {"shard": index, "samples": 0, "skipped": []}
         cfg = self.config.patterns
         dataset = self.dataset if cfg.dataset is None else build_dataset(self.config, cfg.dataset)
         total = cfg.sample_count(len(dataset))

@@ -9,7 +9,9 @@ import pytest
 import zarr
 
 from pathatlas.attribution.patterns import Patterns
+from pathatlas.attribution.run.config import parse_config
 from pathatlas.attribution.run.store import RunStore
+from pathatlas.attribution.run.worker import ShardWorker
 from tests.flows.conftest import small_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.ray]
@@ -40,10 +42,14 @@ def test_learn_patterns_resumes_per_shard_and_is_reused(prefect_harness, ray_loc
     path, sha = first["path"], first["sha256"]
     assert Patterns.load(path).sha256 == sha
 
-    # a run that died after its first training shard: only the other two are computed again
+    # solved: the statistics are gone, the done flags and the solved patterns stay
     (key,) = zarr.open_group(cfg["store"]["uri"], mode="r")["patterns"].group_keys()  # one fingerprint
-    zarr.open_group(cfg["store"]["uri"], mode="r+")[f"patterns/{key}/done"][1:] = 0  # the flags it never wrote
+    assert sorted(zarr.open_group(cfg["store"]["uri"], mode="r")[f"patterns/{key}"].group_keys()) == ["a"]
+
+    # a run that died after its first training shard: only the other two are computed again
+    del zarr.open_group(cfg["store"]["uri"], mode="r+")["patterns"][key]
     Path(path).unlink()
+    ShardWorker(parse_config(cfg), cfg["store"]["uri"]).pattern_shard(0, 3, key)  # what the dead run's actor wrote
     again = learn_patterns(cfg, show_progress=False)
     assert again["shards"] == 2 and again["sha256"] == sha  # merging is exact, whoever computed the shards
 
@@ -102,3 +108,32 @@ def test_new_model_weights_never_reuse_another_models_statistics(prefect_harness
     # same order of magnitude as the old model's maps (statistics mixed across models blow up to ~1e17)
     assert np.isfinite(maps).all() and np.abs(maps).max() < 100 * np.abs(fresh).max()
     assert learned
+
+
+def test_statistics_are_merged_while_the_shards_run(prefect_harness, ray_local, tmp_path, monkeypatch):
+    import pathatlas.tasks.patterns as stage
+    from pathatlas.flows.explain import learn_patterns
+
+    merged: list[int] = []
+
+    def recorded(*args, **kwargs):
+        merged.append(real(*args, **kwargs))
+        return merged[-1]
+
+    real = stage.merge_shards
+    monkeypatch.setattr(stage, "merge_shards", recorded)
+    shas = []
+    for name, every in (("merging", 1), ("at_the_end", 10**6)):
+        monkeypatch.setattr(stage, "MERGE_EVERY", every)
+        cfg = pattern_config(tmp_path / name)
+        cfg["patterns"] = {
+            **cfg["patterns"],
+            "dataset": {**cfg["patterns"]["dataset"], "n_samples": 24},
+            "shard_size": 3,
+        }
+        result = learn_patterns(cfg, show_progress=False)
+        assert result["shards"] == 8
+        shas.append(result["sha256"])
+        if every == 1:
+            assert max(merged) > 0  # shards were folded while others still ran
+    assert shas[0] == shas[1]  # merged as they came or all at once: the same bits

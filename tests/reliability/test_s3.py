@@ -208,10 +208,11 @@ def test_pipeline_on_s3_resumes_after_kill_and_leaks_no_secret(s3_server, tmp_pa
     assert status.returncode == 0, outputs[-1]
     text = _plain(status.stdout)
     assert killed_uri in text and "/s3:/" not in text, text  # the URL as a URL
-    assert "gradient 40 0 0" in text and "ig 40 0 0" in text and "completed at" in text, text
+    # both methods done: one row for all (per-method rows appear where methods differ)
+    assert "all 2 methods 40 0 0" in text and "0 failures" in text and "completed at" in text, text
     # the same with the options read from the run config
     via_config = _status([clean_uri, "--config", "refs.yaml"], tmp_path, env)
-    assert via_config.returncode == 0 and "ig 40 0 0" in _plain(via_config.stdout), via_config.stdout
+    assert via_config.returncode == 0 and "all 2 methods 40 0 0" in _plain(via_config.stdout), via_config.stdout
     # no credentials anywhere: one line, exit 2, no traceback
     nothing = _status(
         [killed_uri, "--storage-options", json.dumps({"client_kwargs": endpoint})], tmp_path, _env(tmp_path)

@@ -128,3 +128,22 @@ def test_an_unknown_overwrite_name_is_refused(tmp_path):
     cfg, _ = planned_store(tmp_path)
     with pytest.raises(ValueError, match="--overwrite 'igg' names no result"):
         plan_store(parse_config(cfg), overwrite=["igg"])
+
+
+def test_a_box_folder_is_identified_by_its_listing_and_old_stores_keep_its_content_hash(tmp_path):
+    """New stores identify a folder of box files by its listing (no 50 000 reads at each plan); a
+    store that recorded the folder's content hash keeps being compared by content, so it resumes."""
+    from pathatlas.attribution.run.fingerprint import content_hashed_in, dataset_identity
+
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "a.xml").write_text("<annotation/>")
+    section = {"kind": "image_folder", "root": "r", "boxes": str(boxes)}
+    new = dataset_identity(section, ["a"], [0])
+    assert "boxes_listing_sha256" in new["section"] and "boxes_sha256" not in new["section"]
+    assert content_hashed_in({"dataset": new}) == set()
+    old = dataset_identity(section, ["a"], [0], content_hashed={"boxes"})
+    assert "boxes_sha256" in old["section"] and content_hashed_in({"dataset": old}) == {"boxes"}
+    (boxes / "a.xml").write_text("<annotation><object/></annotation>")  # an edit changes both
+    assert dataset_identity(section, ["a"], [0], content_hashed={"boxes"}) != old
+    assert dataset_identity(section, ["a"], [0]) != new

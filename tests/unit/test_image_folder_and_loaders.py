@@ -51,8 +51,13 @@ def test_csv_boxes_and_class_index(folder, tmp_path):
     ds = ImageFolderDataset(folder, resize=None, crop=20, boxes=csv, class_index={"a_dog": 207, "b_cat": 281})
     assert ds.label(2) == 281
     np.testing.assert_allclose(ds.load(2).boxes, [[0, 0, 20, 10], [0, 0, 10, 10]])
-    csv.write_text("id,x0,y0,x1,y1\nb_cat/grey.jpg,0,zero,40,20\n")
-    with pytest.raises(ValueError, match=r"boxes.csv, row 2"):
+    csv.write_text("id,x0,y0,x1,y1\nb_cat/grey.jpg,0,zero,40,20\n")  # a bad row quarantines its sample only
+    ds = ImageFolderDataset(folder, crop=20, boxes=csv)
+    with pytest.raises(SampleError, match=r"sample 'b_cat/grey.jpg': box CSV .*boxes.csv, row 2"):
+        ds.load(2)
+    assert ds.load(0).boxes.shape == (0, 4)
+    csv.write_text("image,x0,y0,x1,y1\n")  # a wrong header is a configuration error
+    with pytest.raises(ValueError, match="needs the header id,x0,y0,x1,y1"):
         ImageFolderDataset(folder, crop=20, boxes=csv)
 
 
@@ -65,8 +70,9 @@ def test_bad_inputs_fail_clearly(folder, tmp_path):
     bad_xml = tmp_path / "badxml"
     bad_xml.mkdir()
     (bad_xml / "wide.xml").write_text("<annotation><object>")
-    with pytest.raises(ValueError, match="malformed VOC box file .*wide.xml"):
-        ImageFolderDataset(folder, crop=16, boxes=bad_xml)
+    ds = ImageFolderDataset(folder, crop=16, boxes=bad_xml)  # the build goes on: only that sample fails
+    with pytest.raises(SampleError, match="sample 'a_dog/wide.png': malformed VOC box file .*wide.xml"):
+        ds.load(idx + 1)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageFolderDataset(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="class_index has no entry"):

@@ -25,7 +25,7 @@ from pathatlas.attribution.report.data import (
     Summary,
     overlay_indices,
 )
-from pathatlas.attribution.report.figures import curve_figure, method_colours
+from pathatlas.attribution.report.figures import curve_figure, method_colours, method_styles
 
 AOPC = Output((), "MoRF AOPC", "mean drop", direction="higher")
 AUC = Output((), "MoRF AUC", "area under the MoRF curve", direction="lower")
@@ -177,7 +177,7 @@ def test_score_table_is_driven_by_output_metadata():
     assert heads == ["method", "degradation\nMoRF AOPC ↑", "degradation\nMoRF AUC ↓", "degradation\nMoRF AUC ↓"]
     bold = {heads[i]: row[0].text for row in table.rows for i, c in enumerate(row) if c.bold}
     assert bold == {"degradation\nMoRF AOPC ↑": "gradient", "degradation\nMoRF AUC ↓": "ig"}
-    assert table.rows[0][3].text == tables.NO_VALUE and table.rows[1][3].text == ""  # n = 0 / not scored
+    assert table.rows[0][3].text == f"{tables.NO_VALUE}\nn = 0" and table.rows[1][3].text == ""  # n = 0 / not scored
     details = tables.detail_table(data)
     assert [c.text for c in details.headers] == ["method", "degradation\nrandom-order AUC"]  # no arrow
     assert not any(c.bold for row in details.rows for c in row)
@@ -189,16 +189,16 @@ def test_paired_matrix_shows_both_directions_of_one_computation():
     assert title == "degradation · MoRF AOPC ↑" and len(data.paired) == 1
     p = data.paired[0].comparison
     cell = {(row[0].text, matrix.headers[j].text): c for row in matrix.rows for j, c in enumerate(row) if j}
-    assert cell[("ig", "gradient")].text == f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}*)"
+    assert cell[("ig", "gradient")].text == f"{100 * p.win_rate:.0f}% ({p.mean_diff:+.3f}*)\nn = {p.n}"
     r = p.reversed()
-    assert cell[("gradient", "ig")].text == f"{100 * r.win_rate:.0f}% ({r.mean_diff:+.3f}*)"
+    assert cell[("gradient", "ig")].text == f"{100 * r.win_rate:.0f}% ({r.mean_diff:+.3f}*)\nn = {r.n}"
     assert cell[("ig", "ig")].text == ""
 
 
 def test_curve_figure_uses_the_outputs_axes_and_distinct_colours():
     data = _data()
     group = data.curves[0]
-    fig = curve_figure(group, method_colours(data.methods))
+    fig = curve_figure(group, method_styles(data.methods))
     ax = fig.axes[0]
     assert ax.get_xlabel() == "information kept (normalised lossless WebP size)"
     assert ax.get_ylabel() == "normalised target probability" and ax.get_title() == "SIC (pic)"
@@ -232,7 +232,7 @@ def test_html_escapes_user_text_and_has_every_section():
         "data:image/png;base64,",
     ):
         assert text in page
-    assert "Showing the first 200 of 250 failures." in page
+    assert "Showing the first 200 of 250 failure records." in page
 
 
 def test_markdown_tables_agree_with_the_html_tables():
@@ -247,10 +247,12 @@ def test_markdown_tables_agree_with_the_html_tables():
         for row in table.rows:
             for c in row:
                 if c.text:
-                    assert html.escape(c.text, quote=False) in page
-                    assert (f"**{c.text}**" if c.bold else c.text) in md[key]
-    assert all("nan" not in text.lower() for text in md.values())  # n = 0 shows "–", never a NaN
-    assert "**0.200 [0.190, 0.210]**" in md["run-level"] and "<b>0.200 [0.190, 0.210]</b>" in page
+                    assert all(html.escape(line, quote=False) in page for line in c.text.split("\n"))
+                    text = c.text.replace("\n", " · ")
+                    assert (f"**{text}**" if c.bold else text) in md[key]
+    assert all("nan" not in text.lower() for text in md.values())  # n = 0 shows "—", never a NaN
+    assert "**0.200 · [0.190, 0.210] · n = 30**" in md["run-level"]
+    assert '<b>0.200<br><span class="ci">[0.190, 0.210]</span><br><span class="n">n = 30</span></b>' in page
 
 
 def test_write_report_replaces_atomically(tmp_path):

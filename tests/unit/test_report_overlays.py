@@ -81,7 +81,7 @@ def test_row_scales_own_or_shared():
 
 
 def _pixels(uri: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))[..., :3]
 
 
 def _sample(maps_: dict[str, np.ndarray]) -> OverlaySample:

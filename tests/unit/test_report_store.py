@@ -148,8 +148,11 @@ def test_collect_reads_every_part_of_the_store(report):
     assert set(data.diagnostics["ig"]) == {
         "completeness |residual| / |Δf|, median",
         "completeness |residual| / |Δf|, p95",
+        "completeness |residual| / |Δf|, n",
         "ms per sample",
+        "n timed",
     }
+    assert data.diagnostics["ig"]["n timed"] == 8 and isinstance(data.diagnostics["ig"]["n timed"], int)
     assert data.diagnostics["ig"]["ms per sample"] == pytest.approx(10.0)
     assert data.progress["ig"] == {"done": 7, "failed": 1, "pending": 0} and len(data.failures) == 1
     assert data.provenance.model_hash == "0" * 64 and data.provenance.config["name"] == "tiny"
@@ -160,7 +163,8 @@ def test_render_and_markdown_from_a_real_store(report, tmp_path):
     page = render_report(data)
     rows = len(data.overlays) + sum(len(g.samples) for g in data.worst)
     assert rows == 3 + 4 + 4  # evenly spaced, then each metric's 2 worst of 2 methods (here all distinct)
-    assert page.count("data:image/png;base64,") == 5 + rows * (1 + 2)  # five curve figures, then tiles
+    # five curve figures, then per sample its image, its grey backdrop and each method's signed and absolute map
+    assert page.count("data:image/png;base64,") == 5 + rows * (2 + 2 * 2)
     assert "SIC AUC of the median curve" in page and "MoRF AOPC ↑" in page and "MoRF AUC ↓" in page
     assert "&lt;boom&gt;" in page and "<boom>" not in page
     md = markdown_tables(data)
