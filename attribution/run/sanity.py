@@ -18,9 +18,7 @@ import numpy as np
 import torch
 
 from ..engine import GradientEngine
-from ..references import References
 from ..sanity import FLAG_MEASURE, Layer, fully_randomized, is_flagged, list_layers, model_randomization_test
-from . import jobs
 from .builders import build_dataset, build_method, build_model, model_hash
 from .config import RunConfig, SanityConfig
 from .fingerprint import digest, sanity_fingerprint
@@ -29,6 +27,7 @@ from .loader import SampleLoader
 from .resume import expected_maps
 from .store import RunStore
 from .transient import retry
+from .worker import RunReferences
 
 SanityJob = tuple[str]  # (method key,)
 
@@ -153,7 +152,7 @@ class _Batch:
     errors: list[str] = field(default_factory=list)
 
 
-class SanityWorker:
+class SanityWorker(RunReferences):
     """Runs sanity checks of one run, one method key per call. Loads the dataset, the model and
     the check's samples once; randomises its own copy of the model in place (restored after each
     mode). A plain class: ``tasks/`` runs it as a Ray actor."""
@@ -171,7 +170,6 @@ class SanityWorker:
         self.loader = SampleLoader(self.store.image_shape, 2 * cpus)
         self._batch: _Batch | None = None
         self._layers: list[Layer] | None = None
-        self._references: References | None = None
         self._explain_s = 0.0
         self._first_call: float | None = None
 
@@ -240,15 +238,6 @@ class SanityWorker:
         if found != expected:
             raise ValueError(f"sanity: the model's layers {found} are not the ones planned ({expected})")
         return self._layers
-
-    def references(self) -> References:
-        """The run's reference pool (config ``references``), as the attribute stage draws it."""
-        if self._references is None:
-            cfg = self.config
-            self._references = jobs.load_references(
-                self.loader, self.dataset, cfg.references.size, cfg.references_seed, self.device
-            )
-        return self._references
 
     def flush(self) -> dict[str, float]:
         """Writes are synchronous here; the worker's time profile in seconds."""

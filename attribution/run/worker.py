@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..data.base import Dataset
 from ..engine import GradientEngine
 from ..methods import Method
 from ..metrics import get_metric
@@ -30,7 +31,26 @@ from .transient import retry
 from .writer import BackgroundWriter
 
 
-class ShardWorker:
+class RunReferences:
+    """The run's reference pool (config ``references``) for methods that draw references, loaded
+    on first use and kept: the attribute stage's workers and the sanity stage's draw the same pool."""
+
+    config: RunConfig
+    loader: SampleLoader
+    dataset: Dataset
+    device: str
+    _references: References | None = None
+
+    def references(self) -> References:
+        if self._references is None:
+            cfg = self.config
+            self._references = jobs.load_references(
+                self.loader, self.dataset, cfg.references.size, cfg.references_seed, self.device
+            )
+        return self._references
+
+
+class ShardWorker(RunReferences):
     """Explain and evaluate shards of one run. ``config`` is a :class:`RunConfig` (or its dict);
     ``cpus``: cores its sample loader may use (two threads each)."""
 
@@ -57,17 +77,7 @@ class ShardWorker:
         # the plan's sample columns do not change during a run: read them once, not per shard
         self._mask_names, self._box_slots = self.store.mask_names(), self.store.box_slots()
         self._methods: dict[str, Method] = {}  # built once: a pattern method loads its file when built
-        self._references: References | None = None
         self._layers: list[KernelLayer] | None = None
-
-    def references(self) -> References:
-        """The run's reference pool (config ``references``), loaded once."""
-        if self._references is None:
-            cfg = self.config
-            self._references = jobs.load_references(
-                self.loader, self.dataset, cfg.references.size, cfg.references_seed, self.device
-            )
-        return self._references
 
     def _method(self, key: str) -> Method:
         """The configured method ``key``, built once per worker."""

@@ -8,7 +8,6 @@ import base64
 import io
 import math
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from pathatlas.attribution.report.sanity import SanityCurve, SanityPanel, sanity
 from pathatlas.attribution.report.stats import Estimate
 from pathatlas.attribution.run.config import parse_config
 from pathatlas.attribution.run.store import RunStore
-from tests.unit.test_report import _data
+from tests.unit.test_report import _chromium, _data, headless_chromium
 from tests.unit.test_report_store import _store
 
 WIDTHS = (1280, 1920)
@@ -167,11 +166,6 @@ def test_a_remote_report_is_one_upload_of_the_whole_page():
 
 
 # -- headless Chromium -----------------------------------------------------------------------------
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    return found or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-
-
 MEASURE = """<script>
 document.querySelectorAll('details').forEach(function (d) { d.open = true; });
 var m = document.createElement('pre');
@@ -187,16 +181,7 @@ def _widths(page: Path, width: int, profile: Path) -> tuple[int, int]:
     probe.write_text(page.read_text() + MEASURE)  # after </html>: the parser moves it into the body
     out = subprocess.run(
         [
-            str(_chromium()),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
+            *headless_chromium(profile),
             f"--window-size={width},900",
             "--virtual-time-budget=2000",
             "--dump-dom",
