@@ -163,18 +163,13 @@ class JobRecords:
     def __init__(self) -> None:
         self.records: list[dict] = []
         self.methods: list[str] = []
-        self._seen: set[tuple] = set()
 
     def add(self, key: str, records: list[dict]) -> bool:
         """Add method ``key``'s records; whether the stored group must be rewritten (it must
         list ``key`` as soon as ``key`` found any record, even one already there)."""
         if not records:
             return False
-        for r in records:
-            k = _identity(r)
-            if k not in self._seen:
-                self._seen.add(k)
-                self.records.append(r)
+        self.records = dedupe([*self.records, *records])
         if key not in self.methods:
             self.methods.append(key)
         return True
